@@ -43,9 +43,11 @@ struct assay_host {
     * load); fine to call between every row of work. */
    bool (*is_cancelled)(const assay_host_t *host, const assay_call_t *call);
 
-   /* [call-thread] Gives the reason for the failure the plugin is about to return from the
-    * current call. `message` (borrowed) should tell the user what to fix. The host copies
-    * it; the last report before returning wins. */
+   /* [call-thread] or [main-thread] Gives the reason for the failure the plugin is about
+    * to return from the current call. `message` (borrowed) should tell the user what to
+    * fix. The host copies it; the last report before returning wins. Pass call = NULL from
+    * a [main-thread] function that has no call (plugin init): the reason is then shown as
+    * the plugin's refusal reason. */
    void (*report_error)(const assay_host_t *host, const assay_call_t *call,
                         const char *message);
 };

@@ -1,0 +1,80 @@
+import CAssayABI
+import Glibc
+import Logging
+
+/// One dlopen-ed generation of a plugin file.
+///
+/// Reference-counted by Swift: every `PluginInstance` holds its library, and a job holds
+/// the instances it started with. When the registry swaps in a new generation, the old one
+/// lives on until its last job finishes; then `deinit` calls the entry's `deinit` and
+/// `dlclose` on the plugin-management thread, and the mapping disappears.
+public final class PluginLibrary: @unchecked Sendable {
+    /// The path the user installed.
+    public let path: String
+    /// The unique private copy that was actually mapped (already unlinked).
+    public let privatePath: String
+    public let sha256: String
+    public let generation: UInt64
+    public let abiVersion: String
+    let handle: UnsafeMutableRawPointer
+    let entry: UnsafePointer<assay_plugin_entry_t>
+
+    init(path: String, privatePath: String, sha256: String, generation: UInt64,
+         handle: UnsafeMutableRawPointer, entry: UnsafePointer<assay_plugin_entry_t>) {
+        self.path = path
+        self.privatePath = privatePath
+        self.sha256 = sha256
+        self.generation = generation
+        self.handle = handle
+        self.entry = entry
+        let v = entry.pointee.abi_version
+        abiVersion = "\(v.major).\(v.minor).\(v.revision)"
+    }
+
+    deinit {
+        let handle = UInt(bitPattern: handle)
+        let entry = UInt(bitPattern: entry)
+        let name = privatePath
+        PluginThread.async {
+            let e = UnsafePointer<assay_plugin_entry_t>(bitPattern: entry)!
+            e.pointee.deinit?()
+            dlclose(UnsafeMutableRawPointer(bitPattern: handle)!)
+            HostServices.logger.debug("unloaded \(name)")
+        }
+    }
+}
+
+/// A created and initialised plugin instance, shared by every job that uses it.
+public final class PluginInstance: @unchecked Sendable {
+    public let library: PluginLibrary
+    public let id: String
+    public let name: String
+    public let version: String
+    public let summary: String
+    public let kind: PluginKind
+    let plugin: UnsafePointer<assay_plugin_t>
+    /// The kind's interface struct (`assay_model_ext_t`, ...).
+    let interface: UnsafeRawPointer
+
+    init(library: PluginLibrary, id: String, name: String, version: String, summary: String,
+         kind: PluginKind, plugin: UnsafePointer<assay_plugin_t>, interface: UnsafeRawPointer) {
+        self.library = library
+        self.id = id
+        self.name = name
+        self.version = version
+        self.summary = summary
+        self.kind = kind
+        self.plugin = plugin
+        self.interface = interface
+    }
+
+    deinit {
+        let p = UInt(bitPattern: plugin)
+        let lib = library // keep the code mapped until destroy has run
+        PluginThread.async {
+            let plugin = UnsafePointer<assay_plugin_t>(bitPattern: p)!
+            plugin.pointee.destroy?(plugin)
+            _ = lib
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import Glibc
+import Logging
+
+/// One row of `ListPlugins`: a loaded plugin or a refused one.
+public struct PluginRecord: Sendable, Equatable {
+    public enum State: String, Sendable { case loaded, refused }
+    public let id: String
+    public let kind: String
+    public let name: String
+    public let version: String
+    public let summary: String
+    public let path: String
+    public let state: State
+    /// Why it was refused; for a loaded plugin, why its newest file version was not taken.
+    public let reason: String
+    public let sha256: String
+    public let generation: UInt64
+}
+
+public enum RegistryEvent: Sendable {
+    /// The set of usable plugins (or their versions) changed.
+    case changed
+    /// A file or plugin was refused; when an older version was serving, it still is.
+    case loadFailed(path: String, reason: String)
+}
+
+/// The live set of plugins: which instance serves each id right now.
+///
+/// A file is the unit of (re)loading. Loading a new version builds all its instances
+/// first and then swaps them in under the lock, so a job resolving plugins sees either the
+/// old set or the new one. Jobs keep the instances they resolved (see `PluginLibrary`).
+public final class PluginRegistry: @unchecked Sendable {
+    public let directories: [String]
+    private let loader: PluginLoader
+    private let onEvent: @Sendable (RegistryEvent) -> Void
+    private let logger: Logger
+
+    private struct FileState {
+        var loaded: LoadedFile?
+        /// Whole-file refusal, or the last failed reload while `loaded` still serves.
+        var failure: PluginRefusal?
+        /// Plugins of the loaded file that were refused (init failed, id taken...).
+        var refusedPlugins: [PluginRefusal] = []
+    }
+    private let state = Locked<[String: FileState]>([:])
+    private let reloadSerial = Locked<UInt64>(0) // serialises loads; holds the generation counter
+
+    public init(directories: [String], loader: PluginLoader, logger: Logger = Logger(label: "io.assay.plugins"),
+                onEvent: @escaping @Sendable (RegistryEvent) -> Void = { _ in }) {
+        self.directories = directories
+        self.loader = loader
+        self.logger = logger
+        self.onEvent = onEvent
+    }
+
+    /// The instance serving `id` now, or nil.
+    public func instance(id: String) -> PluginInstance? {
+        state.withLock { files in
+            for file in files.values {
+                if let i = file.loaded?.instances.first(where: { $0.id == id }) { return i }
+            }
+            return nil
+        }
+    }
+
+    public func instances(kind: PluginKind) -> [PluginInstance] {
+        state.withLock { files in
+            files.values.flatMap { $0.loaded?.instances ?? [] }.filter { $0.kind == kind }.sorted { $0.id < $1.id }
+        }
+    }
+
+    public func records() -> [PluginRecord] {
+        state.withLock { files in
+            var out: [PluginRecord] = []
+            for (path, file) in files {
+                if let loaded = file.loaded {
+                    for i in loaded.instances {
+                        out.append(PluginRecord(id: i.id, kind: i.kind.rawValue, name: i.name, version: i.version,
+                                                summary: i.summary, path: path, state: .loaded,
+                                                reason: file.failure?.reason ?? "", sha256: loaded.sha256,
+                                                generation: loaded.generation))
+                    }
+                } else if let failure = file.failure {
+                    out.append(PluginRecord(id: failure.id, kind: failure.kind?.rawValue ?? "", name: "", version: failure.version,
+                                            summary: "", path: path, state: .refused, reason: failure.reason,
+                                            sha256: "", generation: 0))
+                }
+                for r in file.refusedPlugins {
+                    out.append(PluginRecord(id: r.id, kind: r.kind?.rawValue ?? "", name: "", version: r.version, summary: "",
+                                            path: path, state: .refused, reason: r.reason,
+                                            sha256: file.loaded?.sha256 ?? "", generation: file.loaded?.generation ?? 0))
+                }
+            }
+            return out.sorted { ($0.path, $0.id) < ($1.path, $1.id) }
+        }
+    }
+
+    /// Loads new files, reloads changed ones and drops deleted ones in every directory.
+    public func scanAll() {
+        var present: Set<String> = []
+        for dir in directories {
+            for name in FileIO.listFiles(dir) where name.hasSuffix(".so") {
+                present.insert(dir + "/" + name)
+            }
+        }
+        let known = Set(state.withLock { Array($0.keys) })
+        for path in known.subtracting(present).sorted() { reload(path: path) }
+        for path in present.sorted() { reload(path: path) }
+    }
+
+    /// Brings one file up to date: load it if new or changed, drop it if gone.
+    /// Returns the seconds spent loading and swapping (0 when nothing changed).
+    @discardableResult
+    public func reload(path: String) -> Double {
+        reloadSerial.withLock { generation -> Double in
+            guard FileIO.exists(path) else {
+                let removed = state.withLock { $0.removeValue(forKey: path) }
+                if removed != nil {
+                    logger.info("plugin file removed", metadata: ["path": "\(path)"])
+                    onEvent(.changed)
+                }
+                return 0
+            }
+            if let current = state.withLock({ $0[path]?.loaded?.sha256 ?? $0[path]?.failure.map { _ in "" } }),
+               let bytes = try? FileIO.read(path), !current.isEmpty, SHA256.hex(bytes) == current {
+                return 0 // the same bytes: a duplicate event
+            }
+            let start = DispatchTimeClock.now()
+            generation += 1
+            let loaded: LoadedFile
+            do {
+                loaded = try loader.load(path: path, generation: generation)
+            } catch let e as PluginLoadError {
+                fail(path: path, refusal: PluginRefusal(path: path, id: "", kind: nil, version: "", reason: e.reason))
+                return DispatchTimeClock.seconds(since: start)
+            } catch {
+                fail(path: path, refusal: PluginRefusal(path: path, id: "", kind: nil, version: "", reason: "\(error)"))
+                return DispatchTimeClock.seconds(since: start)
+            }
+            var refused = loaded.refused
+            let accepted: [PluginInstance] = state.withLock { files in
+                var taken: [String: String] = [:]
+                for (other, file) in files where other != path {
+                    for i in file.loaded?.instances ?? [] { taken[i.id] = other }
+                }
+                var seen: Set<String> = []
+                return loaded.instances.filter { i in
+                    if let owner = taken[i.id] {
+                        refused.append(PluginRefusal(path: path, id: i.id, kind: i.kind, version: i.version,
+                                                     reason: "id \(i.id) is already provided by \(owner)"))
+                        return false
+                    }
+                    if !seen.insert(i.id).inserted {
+                        refused.append(PluginRefusal(path: path, id: i.id, kind: i.kind, version: i.version,
+                                                     reason: "id \(i.id) appears twice in this file"))
+                        return false
+                    }
+                    return true
+                }
+            }
+            if accepted.isEmpty {
+                let reason = refused.map(\.reason).joined(separator: "; ")
+                fail(path: path, refusal: PluginRefusal(path: path, id: refused.first?.id ?? "", kind: refused.first?.kind,
+                                                        version: refused.first?.version ?? "",
+                                                        reason: reason.isEmpty ? "no usable plugin" : reason))
+                return DispatchTimeClock.seconds(since: start)
+            }
+            let file = LoadedFile(path: path, sha256: loaded.sha256, generation: loaded.generation,
+                                  instances: accepted, refused: refused)
+            state.withLock { $0[path] = FileState(loaded: file, failure: nil, refusedPlugins: refused) }
+            let elapsed = DispatchTimeClock.seconds(since: start)
+            logger.info("plugin file loaded", metadata: [
+                "path": "\(path)", "generation": "\(generation)",
+                "plugins": "\(accepted.map { "\($0.id)@\($0.version)" }.joined(separator: ","))",
+                "swap_ms": "\(Int(elapsed * 1000))",
+            ])
+            for r in refused {
+                logger.warning("plugin refused", metadata: ["path": "\(path)", "id": "\(r.id)", "reason": "\(r.reason)"])
+                onEvent(.loadFailed(path: path, reason: r.id.isEmpty ? r.reason : "\(r.id): \(r.reason)"))
+            }
+            onEvent(.changed)
+            return elapsed
+        }
+    }
+
+    private func fail(path: String, refusal: PluginRefusal) {
+        let hadLoaded = state.withLock { files -> Bool in
+            var f = files[path] ?? FileState()
+            f.failure = refusal
+            files[path] = f
+            return f.loaded != nil
+        }
+        logger.warning("plugin file refused", metadata: [
+            "path": "\(path)", "reason": "\(refusal.reason)", "still_serving_old_version": "\(hadLoaded)",
+        ])
+        onEvent(.loadFailed(path: path, reason: refusal.reason))
+        onEvent(.changed)
+    }
+}
+
+/// Monotonic time for measurements.
+public enum DispatchTimeClock {
+    public static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    public static func seconds(since start: UInt64) -> Double { Double(now() - start) / 1e9 }
+}
