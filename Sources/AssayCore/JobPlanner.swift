@@ -1,0 +1,105 @@
+import AssayPluginHost
+import Glibc
+
+/// Turns a prompt and client options into a `JobPlan` at submission time, so that every
+/// mistake (unknown plugin, impossible budget, a word the model cannot encode) is a D-Bus
+/// error the client sees at once instead of a failed job later.
+public struct JobPlanner: Sendable {
+    public let registry: PluginRegistry
+    public let catalog: StrategyCatalog
+    public let defaults: JobDefaults
+
+    public init(registry: PluginRegistry, catalog: StrategyCatalog, defaults: JobDefaults) {
+        self.registry = registry
+        self.catalog = catalog
+        self.defaults = defaults
+    }
+
+    /// A fresh seed from the kernel's entropy (recorded in the plan, so still replayable).
+    static func randomSeed() -> UInt64 {
+        var seed: UInt64 = 0
+        let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = read(fd, &seed, 8)
+            close(fd)
+        }
+        return seed != 0 ? seed : NoiseSource.mix(DispatchTimeClock.now())
+    }
+
+    private func loadedIDs(_ kind: PluginKind) -> [String] { registry.instances(kind: kind).map(\.id) }
+
+    private func require(_ id: String, _ kind: PluginKind) throws -> PluginInstance {
+        guard let i = registry.instance(id: id) else {
+            let loaded = loadedIDs(kind)
+            throw AssayError.unknownPlugin("no \(kind.rawValue) plugin '\(id)' is loaded; loaded \(kind.rawValue)s: \(loaded.isEmpty ? "none" : loaded.joined(separator: ", "))")
+        }
+        guard i.kind == kind else {
+            throw AssayError.unknownPlugin("plugin '\(id)' is a \(i.kind.rawValue), not a \(kind.rawValue)")
+        }
+        return i
+    }
+
+    public func plan(prompt: String, options: JobOptions) throws -> JobPlan {
+        try JobOptions.validatePrompt(prompt)
+        let strategy = try catalog.strategy(named: options.strategy ?? defaults.strategy)
+
+        let modelID: String
+        if let m = options.model { modelID = m } else {
+            let loaded = loadedIDs(.model)
+            guard let m = defaults.models.first(where: loaded.contains) ?? loaded.first else {
+                throw AssayError.notReady("no model plugin is loaded: put one in a plugin directory (see PluginDirectories)")
+            }
+            modelID = m
+        }
+        guard let model = ModelPlugin(try require(modelID, .model)) else { throw AssayError.unknownPlugin(modelID) }
+
+        var verifiers: [String]
+        if let v = options.verifiers { verifiers = v } else {
+            let loaded = loadedIDs(.verifier)
+            let preferred = defaults.verifiers.filter(loaded.contains)
+            verifiers = preferred.isEmpty ? Array(loaded.prefix(strategy.needsVerifier ? 1 : 0)) : preferred
+        }
+        for v in verifiers { _ = try require(v, .verifier) }
+        if strategy.needsVerifier && verifiers.isEmpty {
+            throw AssayError.notReady("strategy '\(strategy.name)' needs a verifier and none is loaded")
+        }
+        if let s = options.sampler { _ = try require(s, .sampler) }
+
+        let n: Int
+        if let dn = strategy.defaultN { n = options.n ?? dn } else {
+            if let given = options.n, given != 1 {
+                throw AssayError.invalidArgument("strategy '\(strategy.name)' makes one sample; 'n' applies to best-of-n")
+            }
+            n = 1
+        }
+        let info = model.info
+        let steps = options.steps ?? info.defaultSteps
+        guard steps >= 1 else { throw AssayError.invalidArgument("model '\(modelID)' gives no default step count: pass 'steps'") }
+        let guidance = options.guidance ?? info.defaultGuidance
+        let conditions = guidance != 1 ? 2 : 1
+        // A plugin sampler's cost is unknown in advance; plan for a second-order method.
+        let perCandidate = steps * conditions * (options.sampler == nil ? 1 : 2)
+        let budget = options.budgetNFE ?? strategy.plannedNFE(n: n, nfePerCandidate: perCandidate)
+        if options.sampler == nil && budget < perCandidate {
+            throw AssayError.invalidArgument("budget_nfe \(budget) cannot pay for a single sample: one costs \(perCandidate) NFEs (\(steps) steps x \(conditions) condition\(conditions > 1 ? "s (guidance)" : ""))")
+        }
+        guard budget <= JobOptions.Limits.maxBudgetNFE else {
+            throw AssayError.invalidArgument("the planned budget of \(budget) NFEs exceeds the maximum of \(JobOptions.Limits.maxBudgetNFE): lower n or steps")
+        }
+
+        let check = PluginCallContext(jobID: 0)
+        do {
+            _ = try model.encode(prompt, context: check)
+            if conditions == 2, let neg = options.negativePrompt { _ = try model.encode(neg, context: check) }
+        } catch let e as PluginCallError {
+            throw AssayError.invalidArgument("model '\(modelID)' cannot use this prompt: \(e.message)")
+        }
+
+        let seed = options.seed ?? JobPlanner.randomSeed()
+        return JobPlan(strategy: strategy.name, model: modelID, verifiers: verifiers, sampler: options.sampler,
+                       samplerOptions: Dictionary(options.samplerOptions, uniquingKeysWith: { $1 }),
+                       seed: seed, steps: steps, guidance: guidance, negativePrompt: options.negativePrompt,
+                       n: n, budgetNFE: budget, deadlineMs: options.deadlineMs,
+                       budgetVerifierCalls: options.budgetVerifierCalls, saveCandidates: options.saveCandidates)
+    }
+}

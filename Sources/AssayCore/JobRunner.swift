@@ -1,0 +1,163 @@
+import AssayPluginHost
+import Logging
+
+/// Runs one job from start to its final state, on a scheduler worker thread.
+///
+/// Plugins are resolved here, when the job starts, and held until it ends: a plugin
+/// reloaded meanwhile does not affect this job, and its old library stays mapped until the
+/// job lets go (see `PluginLibrary`).
+public final class JobRunner: @unchecked Sendable {
+    public let registry: PluginRegistry
+    public let catalog: StrategyCatalog
+    public let store: ResultStore
+    private let logger: Logger
+
+    public init(registry: PluginRegistry, catalog: StrategyCatalog, store: ResultStore,
+                logger: Logger = Logger(label: "io.assay.jobs")) {
+        self.registry = registry
+        self.catalog = catalog
+        self.store = store
+        self.logger = logger
+    }
+
+    private func resolve(_ id: String, _ kind: PluginKind) throws -> PluginInstance {
+        guard let i = registry.instance(id: id), i.kind == kind else {
+            throw AssayError.unknownPlugin("\(kind.rawValue) plugin '\(id)' was unloaded before the job started")
+        }
+        return i
+    }
+
+    public func run(_ job: Job) {
+        let startNs = DispatchTimeClock.now()
+        let plan = job.plan
+        if job.isCancelRequested {
+            job.update { $0.state = .cancelled; $0.stopReason = StopReason.cancelled.rawValue }
+            return
+        }
+        job.update { $0.state = .running; $0.nfeBudget = plan.budgetNFE }
+        logger.info("job started", metadata: ["job": "\(job.id)", "strategy": "\(plan.strategy)", "model": "\(plan.model)"])
+
+        let meter = BudgetMeter(nfeBudget: plan.budgetNFE, verifierBudget: plan.budgetVerifierCalls,
+                                deadlineMs: plan.deadlineMs, isCancelled: { [job] in job.isCancelRequested })
+        let call = PluginCallContext(jobID: job.id, isCancelled: { [meter] in meter.shouldStop })
+        var context: JobContext?
+        var failure: String?
+        var instances: [PluginInstance] = []
+        do {
+            let strategy = try catalog.strategy(named: plan.strategy)
+            let modelInstance = try resolve(plan.model, .model)
+            let verifierInstances = try plan.verifiers.map { try resolve($0, .verifier) }
+            let samplerInstance = try plan.sampler.map { try resolve($0, .sampler) }
+            instances = [modelInstance] + verifierInstances + (samplerInstance.map { [$0] } ?? [])
+            let session = try ModelSession(model: ModelPlugin(modelInstance)!, prompt: job.prompt,
+                                           negativePrompt: plan.negativePrompt, guidance: plan.guidance,
+                                           meter: meter, context: call)
+            let ctx = JobContext(job: job, session: session, verifiers: verifierInstances.map { VerifierPlugin($0)! },
+                                 sampler: samplerInstance.map { SamplerPlugin($0)! }, meter: meter, call: call)
+            context = ctx
+            try strategy.run(ctx)
+        } catch let refusal as BudgetRefusal {
+            logger.info("job stopped early", metadata: ["job": "\(job.id)", "reason": "\(refusal)"])
+        } catch let e as PluginCallError {
+            if !(e.isBudget || e.isCancelled) || meter.firstRefusal == nil { failure = e.description }
+        } catch let e as AssayError {
+            failure = e.message
+        } catch {
+            failure = "\(error)"
+        }
+
+        // Decide how it ended.
+        let best = context?.best
+        let stop: StopReason
+        var state: JobState
+        if failure != nil {
+            stop = .error
+            state = .failed
+        } else if job.isCancelRequested {
+            stop = .cancelled
+            state = .cancelled
+        } else if let r = meter.firstRefusal {
+            stop = r
+            state = best == nil ? .failed : .done
+            if best == nil {
+                failure = r == .budget ? "the budget ran out before any candidate finished" : "the deadline passed before any candidate finished"
+            }
+        } else {
+            stop = .completed
+            state = best == nil ? .failed : .done
+            if best == nil { failure = "the strategy produced no candidate" }
+        }
+
+        // Write what there is.
+        let dir = store.directory(for: job.id)
+        var resultPath = "", manifestPath = "", candidatesDir = ""
+        do {
+            try FileIO.makeDirectories(dir)
+            var records: [Manifest.CandidateRecord] = []
+            var resultSHA: String?
+            if let best {
+                let png = try PNGEncoder.encode(best.image)
+                resultPath = dir + "/result.png"
+                try FileIO.write(png, to: resultPath)
+                resultSHA = SHA256.hex(png)
+            }
+            if plan.saveCandidates, let ctx = context, !ctx.candidates.isEmpty {
+                candidatesDir = dir + "/candidates"
+                try FileIO.makeDirectories(candidatesDir)
+            }
+            for c in context?.candidates ?? [] {
+                var imageName: String?
+                if !candidatesDir.isEmpty {
+                    imageName = "candidates/\(String(c.index).leftPadded(3)).png"
+                    try FileIO.write(try PNGEncoder.encode(c.image), to: dir + "/" + imageName!)
+                }
+                let latentBytes = c.latent.withUnsafeBytes { Array($0) }
+                records.append(.init(index: c.index, seed: c.seed, scores: c.scores, meanRank: c.meanRank,
+                                     details: c.details, latentSHA256: SHA256.hex(latentBytes), image: imageName))
+            }
+            let modelNs = context?.session.pluginNs ?? 0
+            let manifest = Manifest(
+                assayVersion: AssayVersion.string, abiVersion: HostABI.string, jobID: job.id, prompt: job.prompt,
+                plan: plan,
+                plugins: instances.map { .init(id: $0.id, kind: $0.kind.rawValue, version: $0.version, path: $0.library.path,
+                                               sha256: $0.library.sha256, generation: $0.library.generation) },
+                candidates: records.sorted { $0.index < $1.index }, bestIndex: best?.index,
+                bestScore: context.map { $0.bestScore }.flatMap { $0.isNaN ? nil : $0 },
+                result: resultPath.isEmpty ? nil : "result.png", resultSHA256: resultSHA, state: state.rawValue,
+                stopReason: stop.rawValue, error: failure, nfeUsed: meter.nfeUsed, verifierCalls: meter.verifierCalls,
+                reflectorCalls: meter.reflectorCalls,
+                timings: .init(queuedMs: Double(startNs - job.submittedNs) / 1e6,
+                               runMs: Double(DispatchTimeClock.now() - startNs) / 1e6,
+                               modelMs: Double(modelNs) / 1e6, verifierMs: Double(context?.verifierNs ?? 0) / 1e6))
+            manifestPath = dir + "/manifest.json"
+            try FileIO.write(try manifest.encoded(), to: manifestPath)
+        } catch {
+            failure = (failure.map { $0 + "; " } ?? "") + "writing results failed: \(error)"
+            state = .failed
+        }
+
+        let finalState = state, finalFailure = failure ?? ""
+        let score = context?.bestScore ?? .nan
+        job.update {
+            $0.state = finalState
+            $0.stopReason = stop.rawValue
+            $0.error = finalFailure
+            $0.nfeUsed = meter.nfeUsed
+            $0.verifierCalls = meter.verifierCalls
+            $0.bestScore = score
+            $0.resultPath = resultPath
+            $0.manifestPath = manifestPath
+            $0.candidatesDirectory = candidatesDir
+            $0.candidates = context?.candidates.count ?? 0
+            if finalState == .done { $0.progress = 1 }
+        }
+        logger.info("job finished", metadata: [
+            "job": "\(job.id)", "state": "\(finalState.rawValue)", "stop": "\(stop.rawValue)",
+            "nfe": "\(meter.nfeUsed)/\(plan.budgetNFE)", "error": "\(finalFailure)",
+        ])
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
+}

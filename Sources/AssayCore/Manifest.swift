@@ -1,0 +1,88 @@
+import AssayPluginHost
+import FoundationEssentials
+
+/// The record of one job, written next to its result: enough to audit it (who scored
+/// what, what it cost) and to replay it (`plan` + the plugin hashes).
+public struct Manifest: Codable, Sendable {
+    public struct Plugin: Codable, Sendable, Equatable {
+        public var id: String
+        public var kind: String
+        public var version: String
+        public var path: String
+        public var sha256: String
+        public var generation: UInt64
+    }
+    public struct CandidateRecord: Codable, Sendable {
+        public var index: Int
+        public var seed: UInt64
+        public var scores: [String: Double]
+        public var meanRank: Double?
+        public var details: [String: String]
+        public var latentSHA256: String
+        public var image: String?
+        enum CodingKeys: String, CodingKey {
+            case index, seed, scores, details, image
+            case meanRank = "mean_rank"
+            case latentSHA256 = "latent_sha256"
+        }
+    }
+    public struct Timings: Codable, Sendable {
+        public var queuedMs: Double
+        public var runMs: Double
+        public var modelMs: Double
+        public var verifierMs: Double
+        enum CodingKeys: String, CodingKey {
+            case queuedMs = "queued_ms", runMs = "run_ms", modelMs = "model_ms", verifierMs = "verifier_ms"
+        }
+    }
+
+    public var assayVersion: String
+    public var abiVersion: String
+    public var jobID: UInt64
+    public var prompt: String
+    public var plan: JobPlan
+    public var plugins: [Plugin]
+    public var candidates: [CandidateRecord]
+    public var bestIndex: Int?
+    public var bestScore: Double?
+    public var result: String?
+    public var resultSHA256: String?
+    public var state: String
+    public var stopReason: String
+    public var error: String?
+    public var nfeUsed: Int
+    public var verifierCalls: Int
+    public var reflectorCalls: Int
+    public var timings: Timings
+
+    enum CodingKeys: String, CodingKey {
+        case prompt, plan, plugins, candidates, result, state, error, timings
+        case assayVersion = "assay_version", abiVersion = "abi_version", jobID = "job_id"
+        case bestIndex = "best_index", bestScore = "best_score", resultSHA256 = "result_sha256"
+        case stopReason = "stop_reason", nfeUsed = "nfe_used", verifierCalls = "verifier_calls"
+        case reflectorCalls = "reflector_calls"
+    }
+
+    public func encoded() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return Array(try encoder.encode(self)) + [10]
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> Manifest {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try decoder.decode(Manifest.self, from: Data(bytes))
+    }
+}
+
+/// Where a job's files go: `<state>/jobs/<id>/{result.png,manifest.json,candidates/}`.
+public struct ResultStore: Sendable {
+    public let root: String
+    public init(root: String) throws {
+        try FileIO.makeDirectories(root + "/jobs", mode: 0o755)
+        self.root = root
+    }
+    public func directory(for jobID: UInt64) -> String { "\(root)/jobs/\(jobID)" }
+}
