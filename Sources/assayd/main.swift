@@ -1,1 +1,135 @@
-print("todo")
+import ArgumentParser
+import AssayCore
+import AssayDBus
+import AssayPluginHost
+import AssayService
+import Dispatch
+import Glibc
+import Logging
+
+/// The Assay daemon: serves io.assay.Assay1 on the session bus (default) or system bus.
+struct AssayDaemon: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "assayd",
+        abstract: "Inference-time search for text-to-image models, as a D-Bus service (io.assay.Assay1).")
+
+    @Flag(help: "Serve on the system bus (state in /var/lib/assay) instead of the session bus.")
+    var system = false
+
+    @Option(help: "Connect to this bus address instead (e.g. a private test bus).")
+    var address: String?
+
+    @Option(name: .customLong("plugin-dir"), help: "A plugin directory; repeat for several. Default: the user's and the installed ones.")
+    var pluginDirs: [String] = []
+
+    @Option(help: "Where job results and manifests are written.")
+    var stateDir: String?
+
+    @Option(help: "Jobs that run at the same time.")
+    var maxConcurrentJobs = 1
+
+    @Option(help: "Jobs that may wait in the queue, all clients together.")
+    var maxQueued = 64
+
+    @Option(help: "Jobs one client may have waiting.")
+    var maxQueuedPerClient = 16
+
+    @Option(help: "Seconds a finished job stays on the bus.")
+    var retentionSeconds = 600.0
+
+    @Option(help: "How clients are told apart for queue caps: connection or uid (default: connection on the session bus, uid on the system bus).")
+    var clientIdentity: String?
+
+    @Option(help: "Preferred default model ids, comma-separated.")
+    var defaultModels = "shapes,example-model"
+
+    @Option(help: "Preferred default verifier ids, comma-separated.")
+    var defaultVerifiers = "shapes-checker,example-colour"
+
+    @Flag(help: "Do not watch plugin directories for changes.")
+    var noWatch = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    func validate() throws {
+        if system && address != nil { throw ValidationError("--system and --address exclude each other") }
+        if maxConcurrentJobs < 1 || maxQueued < 1 || maxQueuedPerClient < 1 {
+            throw ValidationError("--max-concurrent-jobs, --max-queued and --max-queued-per-client must be at least 1")
+        }
+        if let c = clientIdentity, ServiceConfig.ClientIdentity(rawValue: c) == nil {
+            throw ValidationError("--client-identity must be connection or uid")
+        }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let env = { (name: String) -> String? in getenv(name).map { String(cString: $0) } }
+        let home = env("HOME") ?? "/tmp"
+
+        var config = ServiceConfig()
+        config.bus = system ? .system : address.map { .address($0) } ?? .session
+        if system {
+            config.pluginDirectories = pluginDirs.isEmpty ? ["/usr/local/lib/assay/plugins", "/var/lib/assay/plugins"] : pluginDirs
+            config.stateDirectory = stateDir ?? "/var/lib/assay"
+            config.runtimeDirectory = "/run/assay/plugins-\(getpid())"
+        } else {
+            let data = env("XDG_DATA_HOME") ?? home + "/.local/share"
+            let userDir = data + "/assay/plugins"
+            if pluginDirs.isEmpty { try? FileIO.makeDirectories(userDir) }
+            config.pluginDirectories = pluginDirs.isEmpty ? [userDir, "/usr/local/lib/assay/plugins"] : pluginDirs
+            config.stateDirectory = stateDir ?? (env("XDG_STATE_HOME") ?? home + "/.local/state") + "/assay"
+            let runtime = env("XDG_RUNTIME_DIR") ?? "/tmp"
+            config.runtimeDirectory = "\(runtime)/assayd-\(getuid())-\(getpid())"
+        }
+        // Absolute paths: they appear in ListPlugins and manifests, read by other processes.
+        config.pluginDirectories = config.pluginDirectories.map(absolute)
+        config.stateDirectory = absolute(config.stateDirectory)
+        config.limits = Scheduler.Limits(maxConcurrentJobs: maxConcurrentJobs, maxQueued: maxQueued,
+                                         maxQueuedPerClient: maxQueuedPerClient)
+        config.retentionSeconds = retentionSeconds
+        config.clientIdentity = clientIdentity.flatMap(ServiceConfig.ClientIdentity.init) ?? (system ? .uid : .connection)
+        config.defaults = JobDefaults(models: defaultModels.split(separator: ",").map(String.init),
+                                      verifiers: defaultVerifiers.split(separator: ",").map(String.init))
+        config.watch = !noWatch
+
+        let logger = Logger(label: "io.assay.daemon")
+        let service: AssayService
+        do {
+            service = try AssayService(config: config, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        // Stop cleanly on SIGTERM/SIGINT: running jobs are cancelled, then we exit.
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { service.stop() }
+            s.resume()
+            sources.append(s)
+        }
+        service.run()
+        rmdir(config.runtimeDirectory)
+        withExtendedLifetime(sources) {}
+    }
+}
+
+/// `path` made absolute against the working directory, without a trailing slash.
+func absolute(_ path: String) -> String {
+    var p = path
+    if !p.hasPrefix("/") {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
+        if getcwd(&buf, buf.count) != nil { p = String(cString: buf) + "/" + p }
+    }
+    while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+    return p
+}
+
+AssayDaemon.main()

@@ -1,0 +1,303 @@
+import AssayCore
+import AssayDBus
+import AssayPluginHost
+import AssayStrategies
+import Dispatch
+import Glibc
+import Logging
+
+/// The `io.assay.Assay1` service: the manager object, one object per job, and the glue
+/// from core events to D-Bus signals.
+///
+/// Threading: every D-Bus call is handled on the event loop's thread, and everything that
+/// touches the connection runs there. Job threads and the plugin watcher report through
+/// `loop.post`. Handlers never block on a job: `Submit` replies with a path at once.
+public final class AssayService: @unchecked Sendable {
+    public static let managerPath = "/io/assay/Assay1"
+    public static let jobsPath = "/io/assay/Assay1/jobs"
+    static let managerInterface = "io.assay.Manager1"
+    static let jobInterface = "io.assay.Job1"
+    static let propertiesInterface = "org.freedesktop.DBus.Properties"
+
+    public let config: ServiceConfig
+    public let loop: DBusEventLoop
+    public let registry: PluginRegistry
+    let scheduler: Scheduler
+    let planner: JobPlanner
+    let runner: JobRunner
+    let catalog: StrategyCatalog
+    let logger: Logger
+    private var watcher: DirectoryWatcher?
+
+    /// A job on the bus, with what was last told to clients about it.
+    final class JobEntry {
+        let job: Job
+        let path: String
+        let uid: UInt32?
+        var emitted: JobSnapshot
+        var lastEmitNs: UInt64 = 0
+        var flushScheduled = false
+        var finishedSent = false
+        init(job: Job, path: String, uid: UInt32?) {
+            self.job = job
+            self.path = path
+            self.uid = uid
+            emitted = job.snapshot
+        }
+    }
+    var jobs: [UInt64: JobEntry] = [:]   // loop thread only
+    private var nextJobID: UInt64 = 1
+    private var finishedOrder: [UInt64] = []
+    private var uidCache: [String: UInt32] = [:]
+    private var lastQueueLength = -1
+
+    public init(config: ServiceConfig, logger: Logger = Logger(label: "io.assay.daemon")) throws {
+        self.config = config
+        self.logger = logger
+        let connection = try DBusConnection(config.bus)
+        loop = DBusEventLoop(connection: connection)
+        catalog = BuiltinStrategies.catalog
+        let loader = try DlopenPluginLoader(privateDirectory: config.runtimeDirectory)
+        let loopRef = loop
+        // The registry exists before `self` does; events reach the service through a relay.
+        let relay = Locked<(@Sendable (RegistryEvent) -> Void)?>(nil)
+        registry = PluginRegistry(directories: config.pluginDirectories, loader: loader,
+                                  onEvent: { e in relay.current?(e) })
+        planner = JobPlanner(registry: registry, catalog: catalog, defaults: config.defaults)
+        runner = JobRunner(registry: registry, catalog: catalog, store: try ResultStore(root: config.stateDirectory))
+        let runnerRef = runner
+        scheduler = Scheduler(limits: config.limits) { job in runnerRef.run(job) }
+        relay.withLock { $0 = { [weak self] event in loopRef.post { self?.registryEvent(event) } } }
+        scheduler.onQueueLengthChange = { [weak self] _ in loopRef.post { self?.queueLengthChanged() } }
+        try connection.requestName(config.busName)
+        connection.setHandler { [unowned self] message in self.handle(message) }
+    }
+
+    /// Loads plugins, starts workers and the watcher, then serves until `stop`.
+    public func run() {
+        registry.scanAll()
+        scheduler.start()
+        if config.watch {
+            let reg = registry
+            watcher = try? DirectoryWatcher(directories: config.pluginDirectories) { paths in
+                for p in paths { reg.reload(path: p) }
+            }
+            watcher?.start()
+        }
+        logger.info("assayd ready", metadata: [
+            "bus": "\(config.isSystemBus ? "system" : "session")", "name": "\(config.busName)",
+            "plugins": "\(registry.records().filter { $0.state == .loaded }.map(\.id).joined(separator: ","))",
+        ])
+        loop.run()
+        watcher?.stop()
+        for entry in jobs.values where !entry.job.state.isFinal { scheduler.cancel(entry.job) }
+        scheduler.shutdown()
+    }
+
+    public func stop() { loop.stop() }
+
+    // MARK: routing
+
+    func handle(_ msg: DBusMessage) -> Bool {
+        guard msg.type == .methodCall, let path = msg.path, let member = msg.member else { return false }
+        let reply: DBusMessage
+        do {
+            guard let r = try dispatch(msg, path: path, interface: msg.interface, member: member) else {
+                return true // answered later, by the code that took the message
+            }
+            reply = r
+        } catch let e as AssayError {
+            reply = msg.makeError(DBusError(name: e.name, message: e.message))
+        } catch let e as DBusError {
+            reply = msg.makeError(e)
+        } catch {
+            reply = msg.makeError(DBusError(name: "io.assay.Error.Failed", message: "\(error)"))
+        }
+        if !msg.noReplyExpected { loop.connection.send(reply) }
+        return true
+    }
+
+    /// Returns the reply, or nil when the reply will be sent later.
+    private func dispatch(_ msg: DBusMessage, path: String, interface: String?, member: String) throws -> DBusMessage? {
+        if interface == "org.freedesktop.DBus.Introspectable" || (interface == nil && member == "Introspect") {
+            guard member == "Introspect" else { throw unknownMethod(interface, member) }
+            guard let xml = introspect(path) else { throw unknownObject(path) }
+            let r = msg.makeReturn()
+            r.append(.string(xml))
+            return r
+        }
+        if path == AssayService.managerPath {
+            return try handleManager(msg, interface: interface, member: member)
+        }
+        if path.hasPrefix(AssayService.jobsPath + "/") {
+            let idText = path.dropFirst(AssayService.jobsPath.count + 1)
+            guard let id = UInt64(idText), let entry = jobs[id] else {
+                throw AssayError.notFound("no job at \(path): it never existed or was removed after its retention time")
+            }
+            return try handleJob(entry, msg, interface: interface, member: member)
+        }
+        throw unknownObject(path)
+    }
+
+    func unknownMethod(_ interface: String?, _ member: String) -> DBusError {
+        DBusError(name: "org.freedesktop.DBus.Error.UnknownMethod",
+                  message: "no method \(member) in interface \(interface ?? "(none)")")
+    }
+
+    func unknownObject(_ path: String) -> DBusError {
+        DBusError(name: "org.freedesktop.DBus.Error.UnknownObject", message: "no object at \(path)")
+    }
+
+    func requireSignature(_ msg: DBusMessage, _ expected: String, _ usage: String) throws {
+        guard msg.signature == expected else {
+            throw AssayError.invalidArgument("\(msg.member ?? "") takes (\(expected)) but got (\(msg.signature)); usage: \(usage)")
+        }
+    }
+
+    private func introspect(_ path: String) -> String? {
+        switch path {
+        case "/": return Introspection.node(interfaces: "", children: ["io"])
+        case "/io": return Introspection.node(interfaces: "", children: ["assay"])
+        case "/io/assay": return Introspection.node(interfaces: "", children: ["Assay1"])
+        case AssayService.managerPath:
+            return Introspection.node(interfaces: Introspection.standard + Introspection.manager, children: ["jobs"])
+        case AssayService.jobsPath:
+            return Introspection.node(interfaces: "", children: jobs.keys.sorted().map(String.init))
+        default:
+            if path.hasPrefix(AssayService.jobsPath + "/"), let id = UInt64(path.dropFirst(AssayService.jobsPath.count + 1)),
+               jobs[id] != nil {
+                return Introspection.node(interfaces: Introspection.standard + Introspection.job, children: [])
+            }
+            return nil
+        }
+    }
+
+    // MARK: access control
+
+    /// The caller's Unix user, cached per connection.
+    func callerUID(_ msg: DBusMessage) -> UInt32? {
+        guard let sender = msg.sender else { return nil }
+        if let uid = uidCache[sender] { return uid }
+        guard let uid = try? loop.connection.unixUser(of: sender) else { return nil }
+        if uidCache.count > 4096 { uidCache.removeAll() }
+        uidCache[sender] = uid
+        return uid
+    }
+
+    /// On the system bus, only root may change what the daemon runs.
+    func requirePrivileged(_ msg: DBusMessage, _ what: String) throws {
+        guard config.isSystemBus else { return }
+        guard callerUID(msg) == 0 else {
+            throw AssayError.accessDenied("\(what) is restricted to root on the system bus")
+        }
+    }
+
+    func clientKey(_ msg: DBusMessage) -> String {
+        switch config.clientIdentity {
+        case .connection: return msg.sender ?? "unknown"
+        case .uid: return callerUID(msg).map { "uid:\($0)" } ?? (msg.sender ?? "unknown")
+        }
+    }
+
+    // MARK: events from the core
+
+    private func registryEvent(_ event: RegistryEvent) {
+        switch event {
+        case .changed:
+            loop.connection.send(DBusMessage.signal(path: AssayService.managerPath, interface: AssayService.managerInterface,
+                                                    member: "PluginsChanged"))
+        case .loadFailed(let path, let reason):
+            let s = DBusMessage.signal(path: AssayService.managerPath, interface: AssayService.managerInterface,
+                                       member: "PluginLoadFailed")
+            s.append(.string(path), .string(reason))
+            loop.connection.send(s)
+        }
+    }
+
+    private func queueLengthChanged() {
+        let length = scheduler.queueLength
+        guard length != lastQueueLength else { return }
+        lastQueueLength = length
+        emitPropertiesChanged(path: AssayService.managerPath, interface: AssayService.managerInterface,
+                              ["QueueLength": .uint32(UInt32(length)), "RunningJobs": .uint32(UInt32(scheduler.runningCount))])
+    }
+
+    func emitPropertiesChanged(path: String, interface: String, _ changed: [String: DBusValue]) {
+        let s = DBusMessage.signal(path: path, interface: AssayService.propertiesInterface, member: "PropertiesChanged")
+        s.append(.string(interface), .vardict(changed), .strings([]))
+        loop.connection.send(s)
+    }
+
+    // MARK: jobs
+
+    func submit(prompt: String, rawOptions: [String: OptionValue], msg: DBusMessage) throws -> String {
+        let options = try JobOptions.parse(rawOptions)
+        let plan = try planner.plan(prompt: prompt, options: options)
+        let id = nextJobID
+        let job = Job(id: id, prompt: prompt, plan: plan, client: clientKey(msg))
+        let path = "\(AssayService.jobsPath)/\(id)"
+        let entry = JobEntry(job: job, path: path, uid: config.isSystemBus ? callerUID(msg) : nil)
+        try scheduler.enqueue(job)   // throws QueueFull before anything is published
+        nextJobID += 1
+        jobs[id] = entry
+        let loopRef = loop
+        job.setObserver { [weak self] _ in loopRef.post { self?.jobChanged(id) } }
+        if job.state.isFinal { jobChanged(id) }
+        logger.info("job submitted", metadata: ["job": "\(id)", "client": "\(job.client)", "strategy": "\(plan.strategy)",
+                                                "seed": "\(plan.seed)", "budget_nfe": "\(plan.budgetNFE)"])
+        return path
+    }
+
+    /// Coalesces job updates: state changes go out at once, progress at most every
+    /// `propertiesIntervalMs`.
+    private func jobChanged(_ id: UInt64) {
+        guard let entry = jobs[id] else { return }
+        let snap = entry.job.snapshot
+        let now = DispatchTimeClock.now()
+        let interval = UInt64(config.propertiesIntervalMs) * 1_000_000
+        if snap.state != entry.emitted.state || now - entry.lastEmitNs >= interval {
+            flush(entry)
+        } else if !entry.flushScheduled {
+            entry.flushScheduled = true
+            let wait = Int((interval - (now - entry.lastEmitNs)) / 1_000_000) + 1
+            loop.after(ms: wait) { [weak self, weak entry] in
+                guard let self, let entry else { return }
+                entry.flushScheduled = false
+                self.flush(entry)
+            }
+        }
+    }
+
+    private func flush(_ entry: JobEntry) {
+        let snap = entry.job.snapshot
+        let before = JobProperties.values(entry.job, entry.emitted)
+        let after = JobProperties.values(entry.job, snap)
+        let changed = after.filter { before[$0.key] != $0.value }
+        entry.emitted = snap
+        entry.lastEmitNs = DispatchTimeClock.now()
+        if !changed.isEmpty {
+            emitPropertiesChanged(path: entry.path, interface: AssayService.jobInterface, changed)
+        }
+        if snap.state.isFinal && !entry.finishedSent {
+            entry.finishedSent = true
+            let s = DBusMessage.signal(path: entry.path, interface: AssayService.jobInterface, member: "Finished")
+            s.append(.string(snap.state.rawValue))
+            loop.connection.send(s)
+            retire(entry.job.id)
+        }
+    }
+
+    /// Keeps a finished job readable for the retention time, then drops it from the bus
+    /// (its files stay in the state directory).
+    private func retire(_ id: UInt64) {
+        finishedOrder.append(id)
+        while finishedOrder.count > config.maxRetainedJobs {
+            jobs.removeValue(forKey: finishedOrder.removeFirst())
+        }
+        loop.after(ms: Int(config.retentionSeconds * 1000)) { [weak self] in
+            guard let self else { return }
+            self.jobs.removeValue(forKey: id)
+            self.finishedOrder.removeAll { $0 == id }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import AssayCore
+import AssayDBus
+
+/// Everything `assayd` can be told at start-up.
+public struct ServiceConfig: Sendable {
+    /// How clients are told apart for queue caps and fairness.
+    public enum ClientIdentity: String, Sendable {
+        /// One client per bus connection (session bus default: every caller is the same user).
+        case connection
+        /// One client per Unix user (system bus default: a user's loop of new connections
+        /// is still one client).
+        case uid
+    }
+
+    public var bus: BusAddress = .session
+    public var busName = "io.assay.Assay1"
+    public var pluginDirectories: [String] = []
+    public var stateDirectory: String = ""
+    /// Where private copies of plugin files are mapped from (emptied as they load).
+    public var runtimeDirectory: String = ""
+    public var limits = Scheduler.Limits()
+    /// How long finished jobs stay on the bus, in seconds.
+    public var retentionSeconds: Double = 600
+    /// At most this many finished jobs stay on the bus (oldest go first).
+    public var maxRetainedJobs = 256
+    public var defaults = JobDefaults()
+    public var clientIdentity: ClientIdentity = .connection
+    /// Watch plugin directories for changes (hot reload).
+    public var watch = true
+    /// Minimum interval between two PropertiesChanged of one job, in milliseconds.
+    public var propertiesIntervalMs = 100
+
+    public init() {}
+
+    public var isSystemBus: Bool { bus == .system }
+}
