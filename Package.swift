@@ -43,13 +43,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "assayctl", dependencies: [
-            "AssayDBus", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "AssayDBus", "AssayCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "assay-bench", dependencies: [
             "AssayDBus", "AssayCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "AssayTests", dependencies: [
-            "AssayDBus", "AssayCore", "AssayPluginHost", "AssayStrategies", "assayd", "assayctl",
+            "AssayDBus", "AssayCore", "AssayPluginHost", "AssayStrategies", "assayd",
         ]),
     ],
     swiftLanguageModes: [.v5]

@@ -33,9 +33,7 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
     private func loadOnManagementThread(path: String, generation: UInt64) throws -> LoadedFile {
         let bytes: [UInt8]
         do { bytes = try FileIO.read(path) } catch { throw refuse(path, "cannot read the file: \(error)") }
-        guard bytes.count >= 4, bytes[0] == 0x7f, bytes[1] == 0x45, bytes[2] == 0x4c, bytes[3] == 0x46 else {
-            throw refuse(path, "not an ELF shared object (\(bytes.count) bytes): is the file complete?")
-        }
+        if let problem = ELFCheck.problem(bytes) { throw refuse(path, problem) }
         let sha = SHA256.hex(bytes)
         let base = path.split(separator: "/").last.map(String.init) ?? "plugin.so"
         let privatePath = "\(privateDirectory)/\(generation)-\(base)"

@@ -1,0 +1,61 @@
+# Assay: one entry point for building, testing, running the demo and installing.
+#   make deps      install the Debian packages the build and tests need (as root or with sudo)
+#   make demo      build everything and run best-of-N end to end on a private bus
+#   make test      build everything and run the test suite (what CI runs)
+#   make bench     run the benchmark tool and print its table
+#   make install   install daemon, CLI, plugins, D-Bus/systemd files under $(PREFIX)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+SWIFT ?= swift
+CONFIG ?= release
+DEB_PACKAGES = gcc make pkg-config libdbus-1-dev libopenblas-dev libpng-dev dbus systemd libglib2.0-bin python3 python3-dbus
+
+.PHONY: all deps plugins build test demo bench install clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required (https://www.swift.org/install/linux/)"; exit 1; }
+
+plugins: deps
+	$(MAKE) -s -C Plugins examples fixtures
+
+build: plugins
+	$(SWIFT) build -c $(CONFIG)
+
+test: plugins
+	$(SWIFT) test
+
+demo: build
+	scripts/demo.sh "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)"
+
+bench: build
+	"$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/assay-bench"
+
+install: build
+	bin="$$($(SWIFT) build -c $(CONFIG) --show-bin-path)"; \
+	install -D -m 755 "$$bin/assayd" "$(DESTDIR)$(PREFIX)/bin/assayd"; \
+	install -D -m 755 "$$bin/assayctl" "$(DESTDIR)$(PREFIX)/bin/assayctl"
+	install -d "$(DESTDIR)$(PREFIX)/lib/assay/plugins" "$(DESTDIR)$(PREFIX)/include/assay/ext"
+	install -m 644 build/plugins/*.so "$(DESTDIR)$(PREFIX)/lib/assay/plugins/"
+	install -m 644 include/assay/*.h "$(DESTDIR)$(PREFIX)/include/assay/"
+	install -m 644 include/assay/ext/*.h "$(DESTDIR)$(PREFIX)/include/assay/ext/"
+	sed 's|@BINDIR@|$(PREFIX)/bin|' dist/io.assay.Assay1.service.in > dist/io.assay.Assay1.service
+	sed 's|@BINDIR@|$(PREFIX)/bin|' dist/assayd.service.in > dist/assayd.service
+	sed 's|@BINDIR@|$(PREFIX)/bin|' dist/assayd-user.service.in > dist/assayd-user.service
+	install -D -m 644 dist/io.assay.Assay1.service "$(DESTDIR)/usr/share/dbus-1/services/io.assay.Assay1.service"
+	install -D -m 644 dist/io.assay.Assay1.system.service "$(DESTDIR)/usr/share/dbus-1/system-services/io.assay.Assay1.service"
+	install -D -m 644 dist/io.assay.Assay1.conf "$(DESTDIR)/usr/share/dbus-1/system.d/io.assay.Assay1.conf"
+	install -D -m 644 dist/assayd.service "$(DESTDIR)/lib/systemd/system/assayd.service"
+	install -D -m 644 dist/assayd-user.service "$(DESTDIR)/usr/lib/systemd/user/assayd.service"
+
+clean:
+	$(MAKE) -s -C Plugins clean
+	rm -rf build .build

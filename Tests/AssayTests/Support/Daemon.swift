@@ -1,0 +1,140 @@
+import AssayDBus
+import Foundation
+import XCTest
+
+/// A real `assayd` process on a private bus, and a client connection to it.
+final class Daemon {
+    static let name = "io.assay.Assay1"
+    static let manager = "/io/assay/Assay1"
+    let bus: PrivateBus
+    let process: Process
+    let stateDirectory: String
+    let pluginDirectories: [String]
+    let client: DBusConnection
+    private let logPath: String
+
+    init(pluginDirectories: [String]? = nil, arguments: [String] = [], bus: PrivateBus? = nil) throws {
+        _ = TestEnvironment.pluginsBuilt
+        self.bus = try bus ?? PrivateBus()
+        self.pluginDirectories = pluginDirectories ?? [TestEnvironment.pluginsDirectory]
+        stateDirectory = TestEnvironment.temporaryDirectory("state")
+        logPath = stateDirectory + "/assayd.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.assaydPath)
+        process.arguments = ["--address", self.bus.address, "--state-dir", stateDirectory, "--log-level", "debug"]
+            + self.pluginDirectories.flatMap { ["--plugin-dir", $0] } + arguments
+        process.standardError = FileHandle(forWritingAtPath: logPath)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        client = try self.bus.connect()
+        for _ in 0..<500 {
+            if let r = try? client.call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
+                                        interface: "org.freedesktop.DBus", member: "NameHasOwner", [.string(Daemon.name)]),
+               r.first == .bool(true) { return }
+            if !process.isRunning { throw TestFailure("assayd exited at start:\n\(log)") }
+            usleep(10_000)
+        }
+        throw TestFailure("assayd did not take its bus name:\n\(log)")
+    }
+
+    deinit { stop() }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    var pid: Int32 { process.processIdentifier }
+
+    // MARK: calls
+
+    func callManager(_ member: String, _ args: [DBusValue] = []) throws -> [DBusValue] {
+        try client.call(destination: Daemon.name, path: Daemon.manager, interface: "io.assay.Manager1", member: member, args)
+    }
+
+    func submit(_ prompt: String, _ options: [String: DBusValue] = [:]) throws -> String {
+        let r = try callManager("Submit", [.string(prompt), .vardict(options)])
+        guard case .objectPath(let p)? = r.first else { throw TestFailure("Submit returned \(r)") }
+        return p
+    }
+
+    func property(_ path: String, _ name: String, interface: String = "io.assay.Job1") throws -> DBusValue {
+        let r = try client.call(destination: Daemon.name, path: path, interface: "org.freedesktop.DBus.Properties",
+                                member: "Get", [.string(interface), .string(name)])
+        guard case .variant(let v)? = r.first else { throw TestFailure("Get returned \(r)") }
+        return v
+    }
+
+    func string(_ path: String, _ name: String) throws -> String { try property(path, name).stringValue ?? "" }
+    func number(_ path: String, _ name: String) throws -> Double { try property(path, name).doubleValue ?? .nan }
+
+    /// Polls until the job reaches a final state; returns it.
+    @discardableResult
+    func waitFinished(_ path: String, timeout: Double = 60) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let s = try string(path, "State")
+            if ["done", "failed", "cancelled"].contains(s) { return s }
+            usleep(20_000)
+        }
+        throw TestFailure("job \(path) did not finish in \(timeout) s; daemon log:\n\(log)")
+    }
+
+    func waitState(_ path: String, _ state: String, timeout: Double = 30) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try string(path, "State") == state { return }
+            usleep(10_000)
+        }
+        throw TestFailure("job \(path) never reached \(state)")
+    }
+
+    func plugins() throws -> [[String: DBusValue]] {
+        try callManager("ListPlugins").first?.arrayValue?.compactMap(\.vardictValue) ?? []
+    }
+
+    func plugin(_ id: String) throws -> [String: DBusValue]? {
+        try plugins().first { $0["id"]?.stringValue == id && $0["state"]?.stringValue == "loaded" }
+    }
+
+    /// Waits until `condition` holds on ListPlugins.
+    func waitPlugins(timeout: Double = 10, _ condition: ([[String: DBusValue]]) -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition(try plugins()) { return }
+            usleep(20_000)
+        }
+        throw TestFailure("plugin condition not met; plugins: \(try plugins()); log:\n\(log)")
+    }
+
+    func manifest(_ path: String) throws -> [String: Any] {
+        let file = try string(path, "ManifestPath")
+        let data = try Data(contentsOf: URL(fileURLWithPath: file))
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    /// Asserts that a call fails with the given D-Bus error name; returns the message.
+    @discardableResult
+    func expectError(_ name: String, file: StaticString = #filePath, line: UInt = #line, _ body: () throws -> Void) -> String {
+        do {
+            try body()
+            XCTFail("expected \(name), but the call succeeded", file: file, line: line)
+        } catch let e as DBusError {
+            XCTAssertEqual(e.name, name, e.message, file: file, line: line)
+            return e.message
+        } catch {
+            XCTFail("expected \(name), got \(error)", file: file, line: line)
+        }
+        return ""
+    }
+
+    /// Checks the daemon is alive and answering.
+    func assertAlive(file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertTrue(process.isRunning, "assayd died; log:\n\(log)", file: file, line: line)
+        XCTAssertNoThrow(try callManager("ListJobs"), file: file, line: line)
+    }
+}
