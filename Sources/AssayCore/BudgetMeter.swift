@@ -53,8 +53,16 @@ public final class BudgetMeter: @unchecked Sendable {
     }
 
     private func checkStop() throws {
-        if isCancelled() { throw refuse(.cancelled, "the job was cancelled") }
-        if let d = deadlineNs, DispatchTimeClock.now() >= d { throw refuse(.deadline, "the job's deadline passed") }
+        if let r = stopRefusal() { throw r }
+    }
+
+    /// The refusal that applies now (cancelled or past the deadline), recorded as the job's
+    /// stop reason; nil while the job may go on. For a plugin that stopped on its own after
+    /// polling `is_cancelled`.
+    public func stopRefusal() -> BudgetRefusal? {
+        if isCancelled() { return refuse(.cancelled, "the job was cancelled") }
+        if let d = deadlineNs, DispatchTimeClock.now() >= d { return refuse(.deadline, "the job's deadline passed") }
+        return nil
     }
 
     private func refuse(_ reason: StopReason, _ detail: String) -> BudgetRefusal {

@@ -71,7 +71,7 @@ public final class JobContext: @unchecked Sendable {
                 try sampler.advance(&x, from: 1, to: 0, access: access, options: options, context: call)
             } catch {
                 if let refusal { throw refusal } // the host's refusal, not the plugin's words
-                if meter.shouldStop { throw BudgetRefusal(reason: job.isCancelRequested ? .cancelled : .deadline, detail: "stopped") }
+                if let stop = meter.stopRefusal() { throw stop } // the plugin saw is_cancelled
                 throw error
             }
             if let refusal { throw refusal } // a sampler that ignored a refusal still loses the batch
