@@ -68,6 +68,23 @@ MidBlock (adaLN-Zero, LayerNorm WITHOUT affine, eps 1e-6):
 
 Attention(qkv [N, 3D]):  q, k, v = split(qkv, 3) (q first); heads: column block h*40..h*40+39;
     per head: softmax(q k^T / sqrt(40)) v ;  heads concatenated back in order -> [N, D].
+
+Weights (safetensors names = state_dict names; default config; Linear W is [out, in]):
+    text.tok_emb.weight [22,160]   text.pos_emb [1,8,160]
+    text.blocks.{0,1}.norm1.{weight,bias} [160]   .attn.qkv.weight [480,160] .attn.qkv.bias [480]
+        .attn.proj.weight [160,160] .attn.proj.bias [160]   .norm2.{weight,bias} [160]
+        .mlp.fc1.weight [640,160] .mlp.fc1.bias [640] .mlp.fc2.weight [160,640] .mlp.fc2.bias [160]
+    text.norm.{weight,bias} [160]   text_pool.weight [256,160] .bias [256]
+    t_mlp.0.weight [256,128] .bias [256]   t_mlp.2.weight [256,256] .bias [256]
+    stem.weight [64,12,3,3] .bias [64]     down.weight [128,64,3,3] .bias [128]
+    up.weight [64,128,3,3] .bias [64]      out_norm.{weight,bias} [64]   out_conv.weight [12,64,3,3] .bias [12]
+    ResBlocks enc0 (64->64), enc1 (128->128), dec1 (256->128), dec0 (128->64):
+        norm1.{weight,bias} [cin]  conv1.weight [cout,cin,3,3] .bias [cout]  norm2.{weight,bias} [cout]
+        film.weight [2*cout,256] .bias [2*cout]  conv2.weight [cout,cout,3,3] .bias [cout]
+        skip.weight [cout,cin,1,1] .bias [cout]   (dec1, dec0 only)
+    img_in.weight [160,128] .bias [160]   img_pos [1,64,160]   img_out.weight [128,160] .bias [128]
+    mid.{0..4}.attn.qkv / attn.proj / mlp.fc1 / mlp.fc2 (as text blocks), mid.i.ada.weight [960,256] .bias [960]
+    (MidBlocks have no LayerNorm parameters.)
 """
 
 from __future__ import annotations
