@@ -129,6 +129,24 @@ def save_grid(samples, prompts, path, n=16, best_of=8):
     plt.close(fig)
 
 
+def save_checker_vectors(samples, prompts, path, per_prompt=2):
+    """images uint8 [N,32,32,3]; metadata 'cases' = JSON list of {prompt, passed, fraction,
+    failed, detections: [[colour, shape, area, x0, y0, x1, y1], ...]} in image order."""
+    from safetensors.numpy import save_file
+    imgs, cases = [], []
+    for i, (cat, p) in enumerate(prompts):
+        for k in range(min(per_prompt, len(samples[i]))):
+            img = samples[i][k]
+            ok, frac, failed = world.check(img, p)
+            dets = [[d["colour"], d["shape"], d["area"], *d["box"]] for d in world.detect(img)]
+            imgs.append(img)
+            cases.append({"category": cat, "prompt": p, "passed": bool(ok), "fraction": frac,
+                          "failed": failed, "detections": dets})
+    save_file({"images": np.ascontiguousarray(np.stack(imgs))}, path,
+              metadata={"cases": json.dumps(cases), "rules": "tools/shapes/world.py detect/check"})
+    print("wrote", path, len(imgs), "images")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default=os.path.join(REPO, "Plugins/shapes/weights/shapes-base.safetensors"))
@@ -141,6 +159,8 @@ def main():
     ap.add_argument("--card", default=None, help="write the model card (markdown) here")
     ap.add_argument("--grid", default=None, help="save a sample grid PNG here")
     ap.add_argument("--json", default=None, help="write raw results JSON here")
+    ap.add_argument("--checker-vectors", default=None,
+                    help="save generated images + checker verdicts (safetensors) to test a C checker")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model, meta = M.load_safetensors(args.weights)
@@ -157,6 +177,8 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"table": table, "overall": overall, "meta": meta, "args": vars(args),
                        "results": results}, f, indent=1)
+    if args.checker_vectors:
+        save_checker_vectors(samples, prompts, args.checker_vectors)
     if args.grid:
         save_grid(samples, prompts, args.grid, best_of=args.best_of)
     if args.card:
