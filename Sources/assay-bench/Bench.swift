@@ -55,6 +55,10 @@ struct AssayBench: ParsableCommand {
         let bench = try Bench(assayd: daemonPath, plugins: plugins, keepTemp: keepTemp)
         defer { bench.cleanUp() }
         var results = Results()
+        let mode = daemonPath.contains("/release/") ? "release" : daemonPath.contains("/debug/") ? "debug" : "unknown"
+        results.values["assayd"] = daemonPath
+        results.values["assayd_build"] = mode
+        results.add("assayd build", mode + (mode == "debug" ? " (time a release build: swift build -c release)" : ""))
         try bench.measureIdleAndReload(&results, cycles: reloadCycles)
         try bench.measureLoaded(&results, submits: submits, finishRuns: finishRuns, overheadRuns: overheadRuns)
         if json { try results.printJSON() } else { results.printTable() }

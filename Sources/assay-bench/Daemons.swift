@@ -1,0 +1,311 @@
+import AssayCore
+import AssayDBus
+import Foundation
+import Glibc
+
+/// The private bus, the daemons and the measurements.
+final class Bench {
+    static let name = "io.assay.Assay1"
+    static let manager = "/io/assay/Assay1"
+    static let managerInterface = "io.assay.Manager1"
+    static let properties = "org.freedesktop.DBus.Properties"
+
+    let assayd: String
+    let plugins: String
+    let temp: String
+    let keepTemp: Bool
+    let busAddress: String
+    private let bus: Process
+
+    init(assayd: String, plugins: String, keepTemp: Bool) throws {
+        self.assayd = assayd
+        self.plugins = plugins
+        self.keepTemp = keepTemp
+        temp = NSTemporaryDirectory() + "assay-bench-\(getpid())"
+        try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: true)
+        let socket = temp + "/bus"
+        busAddress = "unix:path=\(socket)"
+        bus = Process()
+        bus.executableURL = URL(fileURLWithPath: "/usr/bin/dbus-daemon")
+        bus.arguments = ["--session", "--nofork", "--nopidfile", "--address=\(busAddress)"]
+        bus.standardOutput = FileHandle.nullDevice
+        bus.standardError = FileHandle.nullDevice
+        try bus.run()
+        for _ in 0..<500 {
+            if FileManager.default.fileExists(atPath: socket), (try? DBusConnection(.address(busAddress))) != nil { return }
+            usleep(10_000)
+        }
+        throw BenchError("dbus-daemon did not start")
+    }
+
+    func cleanUp() {
+        if bus.isRunning { bus.terminate(); bus.waitUntilExit() }
+        if !keepTemp { try? FileManager.default.removeItem(atPath: temp) }
+    }
+
+    static func executableDirectory() -> String {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        let exe = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+        return (exe as NSString).deletingLastPathComponent
+    }
+
+    /// The nearest directory above `dir` with a Package.swift (the repository).
+    static func repoRoot(from dir: String) -> String? {
+        var d = dir
+        while d != "/" && !d.isEmpty {
+            if FileManager.default.fileExists(atPath: d + "/Package.swift") { return d }
+            d = (d as NSString).deletingLastPathComponent
+        }
+        return nil
+    }
+
+    // MARK: daemon processes
+
+    final class Daemon {
+        let process: Process
+        let log: String
+        let client: DBusConnection
+        var pid: Int32 { process.processIdentifier }
+
+        init(_ bench: Bench, label: String, pluginDirs: [String], extra: [String] = []) throws {
+            let state = bench.temp + "/state-\(label)"
+            log = bench.temp + "/assayd-\(label).log"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: bench.assayd)
+            process.arguments = ["--address", bench.busAddress, "--state-dir", state, "--log-level", "info"]
+                + pluginDirs.flatMap { ["--plugin-dir", $0] } + extra
+            process.standardError = FileHandle(forWritingAtPath: log)
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            client = try DBusConnection(.address(bench.busAddress))
+            for _ in 0..<1000 {
+                if let r = try? client.call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
+                                            interface: "org.freedesktop.DBus", member: "NameHasOwner", [.string(Bench.name)]),
+                   r.first == .bool(true) { return }
+                if !process.isRunning { throw BenchError("assayd exited at start; see \(log)") }
+                usleep(5_000)
+            }
+            throw BenchError("assayd did not take its bus name; see \(log)")
+        }
+
+        func stop() {
+            if process.isRunning { process.terminate(); process.waitUntilExit() }
+        }
+
+        func manager(_ member: String, _ args: [DBusValue] = []) throws -> [DBusValue] {
+            try client.call(destination: Bench.name, path: Bench.manager, interface: Bench.managerInterface, member: member, args)
+        }
+
+        func submit(_ prompt: String, _ options: [String: DBusValue]) throws -> String {
+            guard let p = try manager("Submit", [.string(prompt), .vardict(options)]).first?.stringValue else {
+                throw BenchError("Submit returned no path")
+            }
+            return p
+        }
+
+        func get(_ path: String, _ interface: String, _ property: String) throws -> DBusValue {
+            let r = try client.call(destination: Bench.name, path: path, interface: Bench.properties, member: "Get",
+                                    [.string(interface), .string(property)])
+            guard case .variant(let v)? = r.first else { throw BenchError("Get returned \(r)") }
+            return v
+        }
+
+        func plugins() throws -> [[String: DBusValue]] {
+            try manager("ListPlugins").first?.arrayValue?.compactMap(\.vardictValue) ?? []
+        }
+
+        /// Waits until the queue is empty and nothing runs.
+        func drain(timeout: Double = 120) throws {
+            let end = nowNs() + UInt64(timeout * 1e9)
+            while nowNs() < end {
+                let q = try get(Bench.manager, Bench.managerInterface, "QueueLength").doubleValue ?? 1
+                let r = try get(Bench.manager, Bench.managerInterface, "RunningJobs").doubleValue ?? 1
+                if q == 0 && r == 0 { return }
+                usleep(10_000)
+            }
+            throw BenchError("the daemon's queue did not drain in \(timeout) s")
+        }
+
+        /// (VmRSS, VmHWM) in MiB.
+        func memory() -> (rss: Double, hwm: Double) {
+            let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            func field(_ name: String) -> Double {
+                for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+                    let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? .nan
+                    return kb / 1024
+                }
+                return .nan
+            }
+            return (field("VmRSS"), field("VmHWM"))
+        }
+
+        /// Every `swap_ms=N` the daemon logged.
+        func swapTimes() -> [Double] {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            var out: [Double] = []
+            for line in text.split(separator: "\n") {
+                guard let r = line.range(of: "swap_ms=") else { continue }
+                let digits = line[r.upperBound...].prefix { $0.isNumber }
+                if let v = Double(digits) { out.append(v) }
+            }
+            return out
+        }
+    }
+
+    // MARK: idle memory and hot reload (a daemon with an empty, watched plugin directory)
+
+    func measureIdleAndReload(_ results: inout Results, cycles: Int) throws {
+        let dir = temp + "/watched-plugins"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let d = try Daemon(self, label: "empty", pluginDirs: [dir])
+        defer { d.stop() }
+        usleep(300_000) // let start-up allocations settle
+        _ = try d.plugins()
+        let idle = d.memory()
+        results.values["idle_rss_mib"] = idle.rss
+        results.values["idle_hwm_mib"] = idle.hwm
+        results.add("daemon RSS, idle, no plugins (VmRSS)", fmt(idle.rss, 1) + " MiB", target: "< 30 MiB", pass: idle.rss < 30)
+        results.add("daemon peak RSS, idle (VmHWM)", fmt(idle.hwm, 1) + " MiB", target: "< 30 MiB", pass: idle.hwm < 30)
+
+        // Alternate two different plugins renamed over one path: the first cycle is a
+        // drop-in, every later one replaces a loaded plugin (a swap).
+        let sources = [(plugins + "/example-verifier.so", "example-colour"), (plugins + "/example-sampler.so", "example-heun")]
+        let target = dir + "/bench-plugin.so"
+        var usable: [Double] = []
+        for i in 0..<cycles {
+            let (source, id) = sources[i % 2]
+            let staging = dir + "/.staging-\(i)"
+            try? FileManager.default.removeItem(atPath: staging)
+            try FileManager.default.copyItem(atPath: source, toPath: staging)
+            let t0 = nowNs()
+            guard rename(staging, target) == 0 else { throw BenchError("rename into \(dir) failed") }
+            let end = t0 + 10_000_000_000
+            var seen = false
+            while nowNs() < end {
+                if try d.plugins().contains(where: {
+                    $0["path"]?.stringValue == target && $0["id"]?.stringValue == id && $0["state"]?.stringValue == "loaded"
+                }) { seen = true; break }
+                usleep(1_000)
+            }
+            guard seen else { throw BenchError("\(id) dropped into \(dir) never became usable; see \(d.log)") }
+            usable.append(ms(nowNs() - t0))
+        }
+        // The daemon logs swap_ms just after publishing the plugin: give the last line a moment.
+        var swaps = d.swapTimes()
+        for _ in 0..<200 where swaps.count < cycles {
+            usleep(5_000)
+            swaps = d.swapTimes()
+        }
+        results.values["dropin_to_usable_ms"] = usable
+        results.values["swap_ms"] = swaps
+        let debounce = 150.0
+        if !swaps.isEmpty {
+            let p50 = median(swaps), worst = swaps.max()!
+            results.add("plugin load+swap, daemon's swap_ms p50 / max (\(swaps.count))", "\(fmt(p50, 0)) / \(fmt(worst, 0)) ms",
+                        target: "< 50 ms", pass: worst < 50)
+        } else {
+            results.add("plugin load+swap (swap_ms)", "not logged", target: "< 50 ms", pass: false)
+        }
+        if !usable.isEmpty {
+            let p50 = median(usable), worst = usable.max()!
+            results.add("drop-in to usable p50 / max (\(usable.count), incl. \(Int(debounce)) ms debounce)",
+                        "\(fmt(p50, 1)) / \(fmt(worst, 1)) ms", target: "< \(Int(debounce) + 50) ms", pass: p50 < debounce + 50)
+        }
+    }
+
+    // MARK: the loaded daemon: latency, host overhead, memory
+
+    func measureLoaded(_ results: inout Results, submits: Int, finishRuns: Int, overheadRuns: Int) throws {
+        let big = String(max(1000, submits * 2))
+        let d = try Daemon(self, label: "examples", pluginDirs: [plugins],
+                           extra: ["--max-queued", big, "--max-queued-per-client", big])
+        defer { d.stop() }
+        usleep(200_000)
+        let loadedIdle = d.memory()
+
+        let tiny: [String: DBusValue] = ["strategy": .string("single"), "model": .string("example-model"), "steps": .uint32(1),
+                                         "seed": .uint64(1)]
+        // Warm-up, then Get and Submit interleaved so both see the same noise.
+        for _ in 0..<10 { _ = try d.submit("a red disk", tiny); _ = try d.get(Bench.manager, Bench.managerInterface, "Version") }
+        try d.drain()
+        var submitMs: [Double] = [], getMs: [Double] = []
+        for _ in 0..<submits {
+            var t = nowNs()
+            _ = try d.get(Bench.manager, Bench.managerInterface, "Version")
+            getMs.append(ms(nowNs() - t))
+            t = nowNs()
+            _ = try d.submit("a red disk", tiny)
+            submitMs.append(ms(nowNs() - t))
+        }
+        try d.drain()
+        let sp50 = percentile(submitMs, 0.5), sp99 = percentile(submitMs, 0.99)
+        let gp50 = percentile(getMs, 0.5), gp99 = percentile(getMs, 0.99)
+        results.values["submit_ms"] = ["p50": sp50, "p99": sp99, "count": submitMs.count]
+        results.values["get_ms"] = ["p50": gp50, "p99": gp99, "count": getMs.count]
+        results.add("Submit round trip p50 / p99 (\(submits))", "\(fmt(sp50, 3)) / \(fmt(sp99, 3)) ms")
+        results.add("Properties.Get round trip p50 / p99 (\(submits))", "\(fmt(gp50, 3)) / \(fmt(gp99, 3)) ms")
+        results.add("  ratio Submit / Get (p50)", fmt(sp50 / gp50, 2) + "x")
+
+        // Submit to Finished of a 1-step job, on an idle daemon.
+        var finished: Set<String> = []
+        try d.client.addMatch("type='signal',sender='\(Bench.name)',interface='io.assay.Job1',member='Finished',path_namespace='/io/assay/Assay1/jobs'")
+        d.client.setHandler { msg in
+            guard msg.type == .signal, msg.member == "Finished", let p = msg.path else { return false }
+            finished.insert(p)
+            return true
+        }
+        var finishMs: [Double] = []
+        for _ in 0..<finishRuns {
+            let t = nowNs()
+            let path = try d.submit("a red disk", tiny)
+            let end = t + 30_000_000_000
+            while !finished.contains(path) && nowNs() < end { d.client.readWriteDispatch(timeoutMs: 5) }
+            guard finished.contains(path) else { throw BenchError("no Finished for \(path)") }
+            finishMs.append(ms(nowNs() - t))
+        }
+        let fp50 = percentile(finishMs, 0.5), fp99 = percentile(finishMs, 0.99)
+        results.values["submit_to_finished_ms"] = ["p50": fp50, "p99": fp99, "count": finishMs.count]
+        results.add("Submit -> Finished, 1-step job p50 / p99 (\(finishRuns))", "\(fmt(fp50, 2)) / \(fmt(fp99, 2)) ms")
+        results.add("  ratio Submit->Finished / Submit (p50)", fmt(fp50 / sp50, 1) + "x")
+
+        // Host overhead: a best-of-n job's manifest timings.
+        let bon: [String: DBusValue] = ["strategy": .string("best-of-n"), "model": .string("example-model"), "n": .uint32(8),
+                                        "steps": .uint32(20), "guidance": .double(3), "seed": .uint64(42)]
+        var shares: [Double] = [], hostUs: [Double] = [], modelUs: [Double] = [], runMs: [Double] = []
+        var nfe = 0
+        for _ in 0..<overheadRuns {
+            let path = try d.submit("a red disk top left", bon)
+            let end = nowNs() + 120_000_000_000
+            while !finished.contains(path) && nowNs() < end { d.client.readWriteDispatch(timeoutMs: 5) }
+            let state = try d.get(path, "io.assay.Job1", "State").stringValue ?? ""
+            guard state == "done" else { throw BenchError("best-of-n job \(path) ended \(state)") }
+            let manifestPath = try d.get(path, "io.assay.Job1", "ManifestPath").stringValue ?? ""
+            let m = try Manifest.decode(Array(try Data(contentsOf: URL(fileURLWithPath: manifestPath))))
+            let t = m.timings
+            let host = t.runMs - t.modelMs - t.verifierMs
+            nfe = m.nfeUsed
+            shares.append(100 * host / t.runMs)
+            hostUs.append(1000 * host / Double(max(1, m.nfeUsed)))
+            modelUs.append(1000 * t.modelMs / Double(max(1, m.nfeUsed)))
+            runMs.append(t.runMs)
+        }
+        let share = median(shares)
+        results.values["host_overhead"] = ["share_percent": shares, "host_us_per_eval": hostUs, "model_us_per_eval": modelUs,
+                                           "run_ms": runMs, "nfe": nfe]
+        results.add("job time, best-of-8 x 20 steps, guidance 3 (\(nfe) NFE), median of \(overheadRuns)", fmt(median(runMs), 2) + " ms")
+        results.add("host share of job time (run - model - verifier)", fmt(share, 1) + " %", target: "< 1 %", pass: share < 1)
+        results.add("  host time per model evaluation", fmt(median(hostUs), 1) + " µs")
+        results.add("  model time per evaluation (in the plugin)", fmt(median(modelUs), 1) + " µs")
+        results.add("  ratio host / model per evaluation", fmt(median(hostUs) / median(modelUs), 2) + "x")
+
+        let after = d.memory()
+        results.values["loaded_rss_mib"] = loadedIdle.rss
+        results.values["after_jobs_rss_mib"] = after.rss
+        results.values["after_jobs_hwm_mib"] = after.hwm
+        results.add("daemon RSS, example plugins, before jobs", fmt(loadedIdle.rss, 1) + " MiB")
+        results.add("daemon RSS / peak (VmHWM) after \(submits + finishRuns + overheadRuns + 10) jobs",
+                    "\(fmt(after.rss, 1)) / \(fmt(after.hwm, 1)) MiB")
+    }
+}
