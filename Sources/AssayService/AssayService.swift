@@ -69,14 +69,15 @@ public final class AssayService: @unchecked Sendable {
         scheduler = Scheduler(limits: config.limits) { job in runnerRef.run(job) }
         relay.withLock { $0 = { [weak self] event in loopRef.post { self?.registryEvent(event) } } }
         scheduler.onQueueLengthChange = { [weak self] _ in loopRef.post { self?.queueLengthChanged() } }
-        try connection.requestName(config.busName)
         connection.setHandler { [unowned self] message in self.handle(message) }
     }
 
-    /// Loads plugins, starts workers and the watcher, then serves until `stop`.
-    public func run() {
-        registry.scanAll()
-        scheduler.start()
+    /// Loads plugins, starts workers and the watcher, takes the bus name, then serves
+    /// until `stop`. The name comes last on purpose: a client that sees it owned (or that
+    /// D-Bus activation starts the daemon for) finds the plugins already loaded.
+    public func run() throws {
+        // Watch before the first scan, so a file changed during the scan is not missed
+        // (a duplicate event for an unchanged file is recognised by its hash).
         if config.watch {
             let reg = registry
             watcher = try? DirectoryWatcher(directories: config.pluginDirectories) { paths in
@@ -84,6 +85,9 @@ public final class AssayService: @unchecked Sendable {
             }
             watcher?.start()
         }
+        registry.scanAll()
+        scheduler.start()
+        try loop.connection.requestName(config.busName)
         logger.info("assayd ready", metadata: [
             "bus": "\(config.isSystemBus ? "system" : "session")", "name": "\(config.busName)",
             "plugins": "\(registry.records().filter { $0.state == .loaded }.map(\.id).joined(separator: ","))",

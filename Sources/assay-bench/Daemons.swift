@@ -71,7 +71,7 @@ final class Bench {
         init(_ bench: Bench, label: String, pluginDirs: [String], extra: [String] = []) throws {
             let state = bench.temp + "/state-\(label)"
             log = bench.temp + "/assayd-\(label).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             process = Process()
             process.executableURL = URL(fileURLWithPath: bench.assayd)
             process.arguments = ["--address", bench.busAddress, "--state-dir", state, "--log-level", "info"]

@@ -115,7 +115,12 @@ struct AssayDaemon: ParsableCommand {
             s.resume()
             sources.append(s)
         }
-        service.run()
+        do {
+            try service.run()
+        } catch {
+            logger.critical("cannot serve: \(error)")
+            throw ExitCode(1)
+        }
         rmdir(config.runtimeDirectory)
         withExtendedLifetime(sources) {}
     }
