@@ -117,8 +117,9 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
         guard desc.pointee.version != nil, desc.pointee.name != nil, desc.pointee.description != nil else {
             return fail(id, kind, version, "descriptor must set name, version and description (\"\" is fine)")
         }
+        HostServices.instanceError = nil
         guard let plugin = create(factory, HostServices.host, idPtr) else {
-            return fail(id, kind, version, "create_plugin returned NULL")
+            return fail(id, kind, version, "create_plugin returned NULL" + (HostServices.instanceError.map { ": " + $0 } ?? ""))
         }
         guard let pluginInit = plugin.pointee.`init`, plugin.pointee.destroy != nil,
               let getExtension = plugin.pointee.get_extension else {

@@ -18,8 +18,10 @@ typedef struct assay_plugin_factory {
       const struct assay_plugin_factory *factory, uint32_t index);
 
    /* [main-thread] Creates an instance of the plugin with this id, or returns NULL (unknown
-    * id, out of memory). `host` is borrowed and outlives the instance. The host then calls
-    * the instance's `init` before anything else. */
+    * id, out of memory); before returning NULL it may give the reason with
+    * host->report_error(host, NULL, ...). `host` is borrowed and outlives the instance.
+    * The host then calls the instance's `init` before anything else. Keep it cheap: load
+    * weights in `init`, which can report why it failed. */
    const assay_plugin_t *(*create_plugin)(const struct assay_plugin_factory *factory,
                                           const assay_host_t *host, const char *plugin_id);
 } assay_plugin_factory_t;

@@ -10,10 +10,12 @@ extern "C" {
 /* Static description of one plugin, readable without creating an instance.
  * Owned by the plugin library; valid until the library is unloaded. */
 typedef struct assay_plugin_descriptor {
-   assay_version_t abi_version; /* ASSAY_VERSION_INIT at the plugin's build time */
-   const char *id;              /* unique, stable, [a-z0-9.-]+, e.g. "shapes-checker" */
-   const char *name;            /* human-readable, e.g. "Shapes exact checker" */
-   const char *version;         /* the plugin's own version, e.g. "1.2.0" */
+   assay_version_t abi_version; /* ASSAY_VERSION_INIT at the plugin's build time; the host
+                                 * checks it like the entry's, so a library can carry
+                                 * plugins built against different minors */
+   const char *id;              /* unique, stable, 1-64 chars of [a-z0-9._-], never NULL */
+   const char *name;            /* human-readable, e.g. "Shapes exact checker"; not NULL */
+   const char *version;         /* the plugin's own version, e.g. "1.2.0"; not NULL */
    const char *description;     /* one sentence; may be "" but not NULL */
    assay_plugin_kind_t kind;    /* ASSAY_KIND_MODEL, ... */
 } assay_plugin_descriptor_t;

@@ -36,9 +36,10 @@ typedef struct assay_model_ext {
    void (*get_info)(const assay_plugin_t *plugin, assay_model_info_t *info);
 
    /* [job-thread] Encodes `text` (borrowed UTF-8; "" = unconditional) into `condition`
-    * (caller-owned, condition_size floats). Text the model cannot represent (unknown
-    * words, too long) returns ASSAY_ERR_INVALID_ARGUMENT with a reason naming the problem.
-    * Costs no NFE. */
+    * (caller-owned, condition_size floats). A model that cannot represent some text (an
+    * unknown word, too long) returns ASSAY_ERR_INVALID_ARGUMENT with a reason naming the
+    * problem; a model may also accept any text. The host calls it when a job is submitted,
+    * so the reason reaches the client as a D-Bus error at once. Costs no NFE. */
    assay_result_t (*encode)(const assay_plugin_t *plugin, const assay_call_t *call,
                             const char *text, float *condition);
 

@@ -12,8 +12,10 @@ extern "C" {
 typedef struct assay_reflector_ext {
    /* [job-thread] Looks at n images generated for `prompt` (borrowed) and says what is
     * wrong with each. Inputs, all borrowed: `details` is NULL or n verifier-details JSON
-    * texts (entries may be NULL); `history` is NULL or n JSON arrays of this image
-    * lineage's earlier reflections (oldest first). For every image the plugin sets one JSON
+    * texts (entries may be NULL; their form is each verifier's own, so do not depend on
+    * it); `history` is NULL or n JSON arrays of this image lineage's earlier reflections,
+    * oldest first, each element an object this interface returned before (the host adds
+    * nothing to them). For every image the plugin sets one JSON
     * object on `out`:
     *   {"feedback": "Add one more red circle.",      (required: imperative edits)
     *    "negative_prompt": "a blue circle",           (optional)
