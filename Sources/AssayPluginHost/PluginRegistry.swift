@@ -30,7 +30,9 @@ public enum RegistryEvent: Sendable {
 /// first and then swaps them in under the lock, so a job resolving plugins sees either the
 /// old set or the new one. Jobs keep the instances they resolved (see `PluginLibrary`).
 public final class PluginRegistry: @unchecked Sendable {
-    public let directories: [String]
+    private let directoryList: Locked<[String]>
+    /// The directories scanned now (they can change at run time).
+    public var directories: [String] { directoryList.current }
     private let loader: PluginLoader
     private let onEvent: @Sendable (RegistryEvent) -> Void
     private let logger: Logger
@@ -47,7 +49,7 @@ public final class PluginRegistry: @unchecked Sendable {
 
     public init(directories: [String], loader: PluginLoader, logger: Logger = Logger(label: "io.assay.plugins"),
                 onEvent: @escaping @Sendable (RegistryEvent) -> Void = { _ in }) {
-        self.directories = directories
+        self.directoryList = Locked(directories)
         self.loader = loader
         self.logger = logger
         self.onEvent = onEvent
@@ -104,8 +106,24 @@ public final class PluginRegistry: @unchecked Sendable {
             }
         }
         let known = Set(state.withLock { Array($0.keys) })
-        for path in known.subtracting(present).sorted() { reload(path: path) }
+        for path in known.subtracting(present).sorted() { remove(path: path) }
         for path in present.sorted() { reload(path: path) }
+    }
+
+    /// Switches to another set of directories: files outside them are dropped (running jobs
+    /// keep what they hold), files inside are loaded.
+    public func setDirectories(_ directories: [String]) {
+        directoryList.withLock { $0 = directories }
+        scanAll()
+    }
+
+    private func remove(path: String) {
+        reloadSerial.withLock { _ in
+            if state.withLock({ $0.removeValue(forKey: path) }) != nil {
+                logger.info("plugin file dropped", metadata: ["path": "\(path)"])
+                onEvent(.changed)
+            }
+        }
     }
 
     /// Brings one file up to date: load it if new or changed, drop it if gone.
@@ -121,9 +139,17 @@ public final class PluginRegistry: @unchecked Sendable {
                 }
                 return 0
             }
-            if let current = state.withLock({ $0[path]?.loaded?.sha256 ?? $0[path]?.failure.map { _ in "" } }),
-               let bytes = try? FileIO.read(path), !current.isEmpty, SHA256.hex(bytes) == current {
-                return 0 // the same bytes: a duplicate event
+            if let current = state.withLock({ $0[path]?.loaded?.sha256 }), let bytes = try? FileIO.read(path),
+               SHA256.hex(bytes) == current {
+                // The serving bytes again (a duplicate event, or a broken file put back):
+                // nothing to load, and no failure to report any more.
+                let cleared = state.withLock { files -> Bool in
+                    guard files[path]?.failure != nil else { return false }
+                    files[path]?.failure = nil
+                    return true
+                }
+                if cleared { onEvent(.changed) }
+                return 0
             }
             let start = DispatchTimeClock.now()
             generation += 1

@@ -78,13 +78,7 @@ public final class AssayService: @unchecked Sendable {
     public func run() throws {
         // Watch before the first scan, so a file changed during the scan is not missed
         // (a duplicate event for an unchanged file is recognised by its hash).
-        if config.watch {
-            let reg = registry
-            watcher = try? DirectoryWatcher(directories: config.pluginDirectories) { paths in
-                for p in paths { reg.reload(path: p) }
-            }
-            watcher?.start()
-        }
+        startWatcher(config.pluginDirectories)
         registry.scanAll()
         scheduler.start()
         try loop.connection.requestName(config.busName)
@@ -99,6 +93,30 @@ public final class AssayService: @unchecked Sendable {
     }
 
     public func stop() { loop.stop() }
+
+    func startWatcher(_ directories: [String]) {
+        guard config.watch else { return }
+        watcher?.stop()
+        let reg = registry
+        watcher = try? DirectoryWatcher(directories: directories) { paths in
+            for p in paths { reg.reload(path: p) }
+        }
+        watcher?.start()
+    }
+
+    /// Replaces the plugin directories (Properties.Set on PluginDirectories).
+    func setPluginDirectories(_ directories: [String], reply: DBusMessage) {
+        let reg = registry, loopRef = loop
+        startWatcher(directories)
+        DispatchQueue.global().async {
+            reg.setDirectories(directories)
+            loopRef.post { [weak self] in
+                loopRef.connection.send(reply)
+                self?.emitPropertiesChanged(path: AssayService.managerPath, interface: AssayService.managerInterface,
+                                            ["PluginDirectories": .strings(directories)])
+            }
+        }
+    }
 
     // MARK: routing
 
@@ -190,9 +208,9 @@ public final class AssayService: @unchecked Sendable {
 
     /// On the system bus, only root may change what the daemon runs.
     func requirePrivileged(_ msg: DBusMessage, _ what: String) throws {
-        guard config.isSystemBus else { return }
+        guard config.restrictAdmin else { return }
         guard callerUID(msg) == 0 else {
-            throw AssayError.accessDenied("\(what) is restricted to root on the system bus")
+            throw AssayError.accessDenied("\(what) is restricted to root on this daemon (ask an administrator)")
         }
     }
 
@@ -240,7 +258,7 @@ public final class AssayService: @unchecked Sendable {
         let id = nextJobID
         let job = Job(id: id, prompt: prompt, plan: plan, client: clientKey(msg))
         let path = "\(AssayService.jobsPath)/\(id)"
-        let entry = JobEntry(job: job, path: path, uid: config.isSystemBus ? callerUID(msg) : nil)
+        let entry = JobEntry(job: job, path: path, uid: config.restrictAdmin ? callerUID(msg) : nil)
         try scheduler.enqueue(job)   // throws QueueFull before anything is published
         nextJobID += 1
         jobs[id] = entry

@@ -56,7 +56,7 @@ enum Introspection {
         </signal>
         <property name="Version" type="s" access="read"/>
         <property name="AbiVersion" type="s" access="read"/>
-        <property name="PluginDirectories" type="as" access="read"/>
+        <property name="PluginDirectories" type="as" access="readwrite"/>
         <property name="QueueLength" type="u" access="read"/>
         <property name="RunningJobs" type="u" access="read"/>
         <property name="Strategies" type="as" access="read"/>

@@ -13,7 +13,7 @@ extension AssayService {
         switch member {
         case "Cancel":
             try requireSignature(msg, "", "Cancel()")
-            if config.isSystemBus, let owner = entry.uid {
+            if config.restrictAdmin, let owner = entry.uid {
                 let caller = callerUID(msg)
                 guard caller == owner || caller == 0 else {
                     throw AssayError.accessDenied("only the user who submitted job \(entry.job.id), or root, may cancel it")

@@ -2,6 +2,7 @@ import AssayCore
 import AssayDBus
 import AssayPluginHost
 import Dispatch
+import Glibc
 
 /// `io.assay.Manager1` on /io/assay/Assay1.
 extension AssayService {
@@ -18,6 +19,7 @@ extension AssayService {
 
     func handleManager(_ msg: DBusMessage, interface: String?, member: String) throws -> DBusMessage? {
         if interface == AssayService.propertiesInterface {
+            if member == "Set" { return try setManagerProperty(msg) }
             return try handleProperties(msg, member: member, interface: AssayService.managerInterface, values: managerProperties())
         }
         guard interface == nil || interface == AssayService.managerInterface else { throw unknownMethod(interface, member) }
@@ -65,6 +67,30 @@ extension AssayService {
         default:
             throw unknownMethod(interface, member)
         }
+    }
+
+    /// Properties.Set on the manager: only PluginDirectories is writable (admin only).
+    private func setManagerProperty(_ msg: DBusMessage) throws -> DBusMessage? {
+        try requireSignature(msg, "ssv", "Set(s interface, s property, v value)")
+        let args = msg.arguments()
+        guard case .string(let name) = args[1] else { throw AssayError.invalidArgument("Set(ssv)") }
+        guard name == "PluginDirectories" else {
+            throw DBusError(name: "org.freedesktop.DBus.Error.PropertyReadOnly", message: "\(name) is read-only; only PluginDirectories can be set")
+        }
+        try requirePrivileged(msg, "changing PluginDirectories")
+        guard case .variant(.array("s", let items)) = args[2] else {
+            throw AssayError.invalidArgument("PluginDirectories takes an array of strings (as)")
+        }
+        let dirs = items.compactMap(\.stringValue).map { $0.count > 1 && $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        for d in dirs {
+            guard d.hasPrefix("/") else { throw AssayError.invalidArgument("plugin directory '\(d)' is not an absolute path") }
+            var st = stat()
+            guard stat(d, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw AssayError.invalidArgument("plugin directory '\(d)' does not exist or is not a directory")
+            }
+        }
+        setPluginDirectories(dirs, reply: msg.makeReturn())
+        return nil
     }
 
     /// `org.freedesktop.DBus.Properties` for any object (read-only properties).

@@ -32,5 +32,9 @@ public struct ServiceConfig: Sendable {
 
     public init() {}
 
+    /// Administrative calls (ReloadPlugins, changing PluginDirectories) only from root.
+    /// On by default on the system bus; `--restrict-admin` turns it on elsewhere.
+    public var restrictAdmin = false
+
     public var isSystemBus: Bool { bus == .system }
 }

@@ -46,6 +46,9 @@ struct AssayDaemon: ParsableCommand {
     @Option(help: "Preferred default verifier ids, comma-separated.")
     var defaultVerifiers = "shapes-checker,example-colour"
 
+    @Flag(help: "Allow administrative calls (ReloadPlugins, setting PluginDirectories) from root only. Always on with --system.")
+    var restrictAdmin = false
+
     @Flag(help: "Do not watch plugin directories for changes.")
     var noWatch = false
 
@@ -97,6 +100,7 @@ struct AssayDaemon: ParsableCommand {
         config.defaults = JobDefaults(models: defaultModels.split(separator: ",").map(String.init),
                                       verifiers: defaultVerifiers.split(separator: ",").map(String.init))
         config.watch = !noWatch
+        config.restrictAdmin = system || restrictAdmin
 
         let logger = Logger(label: "io.assay.daemon")
         let service: AssayService

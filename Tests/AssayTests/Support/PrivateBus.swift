@@ -7,12 +7,30 @@ final class PrivateBus {
     private let process: Process
     private let directory: String
 
-    init() throws {
+    /// - Parameter policy: nil for a plain session bus; else busconfig XML (policies,
+    ///   includes) for a system-like bus that any local user may connect to.
+    init(policy: String? = nil) throws {
         directory = TestEnvironment.temporaryDirectory("bus")
+        chmod(directory, 0o755)
         let socket = directory + "/bus"
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/dbus-daemon")
-        process.arguments = ["--session", "--nofork", "--nopidfile", "--address=unix:path=\(socket)"]
+        if let policy {
+            let config = """
+            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+             "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+            <busconfig>
+              <type>system</type>
+              <listen>unix:path=\(socket)</listen>
+              <auth>EXTERNAL</auth>
+              \(policy)
+            </busconfig>
+            """
+            try config.write(toFile: directory + "/bus.conf", atomically: true, encoding: .utf8)
+            process.arguments = ["--config-file=\(directory)/bus.conf", "--nofork", "--nopidfile"]
+        } else {
+            process.arguments = ["--session", "--nofork", "--nopidfile", "--address=unix:path=\(socket)"]
+        }
         process.standardError = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         try process.run()
