@@ -94,6 +94,22 @@ final class BudgetAndSchedulingTests: XCTestCase {
         XCTAssertEqual(try d.waitFinished(try d.submit("a blue disk", ["steps": .uint32(3)])), "done")
     }
 
+    func testSIGTERMCancelsRunningJobsRecordsThemAndExitsCleanly() throws {
+        let d = try daemon()
+        let job = try d.submit("a red disk", ["sampler": .string("fixture-sampler"), "steps": .uint32(1000),
+                                              "sampler_options": .vardict(["delay_ms": .uint32(10)])])
+        while try d.number(job, "NfeUsed") < 2 { usleep(5_000) }
+        let manifestDir = d.stateDirectory + "/jobs/" + job.split(separator: "/").last!
+        d.process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while d.process.isRunning && Date() < deadline { usleep(10_000) }
+        XCTAssertFalse(d.process.isRunning, "assayd must exit promptly on SIGTERM")
+        XCTAssertEqual(d.process.terminationStatus, 0, d.log)
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: manifestDir + "/manifest.json"))) as! [String: Any]
+        XCTAssertEqual(manifest["state"] as? String, "cancelled")
+        XCTAssertLessThan(manifest["nfe_used"] as! Int, 1000)
+    }
+
     func testPerClientQueueCapLeavesOtherClientsServed() throws {
         let d = try daemon(["--max-concurrent-jobs", "1", "--max-queued-per-client", "2", "--max-queued", "10"])
         let slow: [String: DBusValue] = ["sampler": .string("fixture-sampler"), "steps": .uint32(300),
