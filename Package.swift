@@ -49,7 +49,7 @@ let package = Package(
             "AssayDBus", "AssayCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "AssayTests", dependencies: [
-            "AssayDBus", "AssayCore", "AssayPluginHost", "AssayStrategies", "assayd",
+            "AssayDBus", "AssayCore", "AssayPluginHost", "AssayStrategies", "assayd", "assayctl",
         ]),
     ],
     swiftLanguageModes: [.v5]

@@ -262,8 +262,22 @@ public final class AssayService: @unchecked Sendable {
         try scheduler.enqueue(job)   // throws QueueFull before anything is published
         nextJobID += 1
         jobs[id] = entry
+        // Coalesce: a job reports after every model evaluation, but the bus thread needs
+        // one wake-up per batch of changes, not one per evaluation.
         let loopRef = loop
-        job.setObserver { [weak self] _ in loopRef.post { self?.jobChanged(id) } }
+        let pending = Locked(false)
+        job.setObserver { [weak self] _ in
+            let first = pending.withLock { p -> Bool in
+                defer { p = true }
+                return !p
+            }
+            if first {
+                loopRef.post {
+                    pending.withLock { $0 = false }
+                    self?.jobChanged(id)
+                }
+            }
+        }
         if job.state.isFinal { jobChanged(id) }
         logger.info("job submitted", metadata: ["job": "\(id)", "client": "\(job.client)", "strategy": "\(plan.strategy)",
                                                 "seed": "\(plan.seed)", "budget_nfe": "\(plan.budgetNFE)"])

@@ -68,6 +68,11 @@ enum Introspection {
       <interface name="io.assay.Job1">
         <method name="Cancel"/>
         <method name="OpenResult"><arg name="png" type="h" direction="out"/></method>
+        <method name="OpenManifest"><arg name="json" type="h" direction="out"/></method>
+        <method name="OpenCandidate">
+          <arg name="index" type="u" direction="in"/>
+          <arg name="png" type="h" direction="out"/>
+        </method>
         <signal name="Finished"><arg name="state" type="s"/></signal>
         <property name="State" type="s" access="read"/>
         <property name="StopReason" type="s" access="read"/>

@@ -1,9 +1,23 @@
 import AssayCore
+import AssayPluginHost
 import AssayDBus
 import Glibc
 
 /// `io.assay.Job1` on /io/assay/Assay1/jobs/<n>.
 extension AssayService {
+    /// Replies with a read-only descriptor of `path`: a client of another user (or in a
+    /// sandbox) reads results without access to the daemon's state directory.
+    func replyWithFile(_ msg: DBusMessage, _ path: String) throws -> DBusMessage {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw AssayError.notFound("\(path) cannot be opened: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) } // libdbus duplicates it into the message
+        let r = msg.makeReturn()
+        r.append(.unixFD(fd))
+        return r
+    }
+
     func handleJob(_ entry: JobEntry, _ msg: DBusMessage, interface: String?, member: String) throws -> DBusMessage? {
         if interface == AssayService.propertiesInterface {
             return try handleProperties(msg, member: member, interface: AssayService.jobInterface,
@@ -30,14 +44,26 @@ extension AssayService {
             guard !snap.resultPath.isEmpty else {
                 throw AssayError.notReady("job \(entry.job.id) has no result (state \(snap.state.rawValue)): wait for its Finished signal")
             }
-            let fd = open(snap.resultPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
-                throw AssayError.notFound("the result file \(snap.resultPath) cannot be opened: \(String(cString: strerror(errno)))")
+            return try replyWithFile(msg, snap.resultPath)
+        case "OpenManifest":
+            try requireSignature(msg, "", "OpenManifest()")
+            let snap = entry.job.snapshot
+            guard !snap.manifestPath.isEmpty else {
+                throw AssayError.notReady("job \(entry.job.id) has no manifest yet (state \(snap.state.rawValue)): wait for its Finished signal")
             }
-            defer { close(fd) } // libdbus duplicates it into the message
-            let r = msg.makeReturn()
-            r.append(.unixFD(fd))
-            return r
+            return try replyWithFile(msg, snap.manifestPath)
+        case "OpenCandidate":
+            try requireSignature(msg, "u", "OpenCandidate(u index)")
+            guard case .uint32(let index)? = msg.arguments().first else { throw AssayError.invalidArgument("OpenCandidate(u index)") }
+            let snap = entry.job.snapshot
+            guard !snap.candidatesDirectory.isEmpty else {
+                throw AssayError.notReady("job \(entry.job.id) kept no candidate images: submit it with save_candidates=true")
+            }
+            let file = snap.candidatesDirectory + "/" + String(index).leftPadded(3) + ".png"
+            guard access(file, F_OK) == 0 else {
+                throw AssayError.notFound("job \(entry.job.id) has no candidate \(index) (it made \(snap.candidates))")
+            }
+            return try replyWithFile(msg, file)
         default:
             throw unknownMethod(interface, member)
         }

@@ -153,6 +153,25 @@ final class DaemonTests: XCTestCase {
         XCTAssertNotEqual(try d.manifest(third)["candidates"].map { "\($0)" }, try d.manifest(first)["candidates"].map { "\($0)" })
         let files = try FileManager.default.contentsOfDirectory(atPath: try d.string(first, "CandidatesPath"))
         XCTAssertEqual(files.count, 5)
+
+        // The manifest and each candidate are readable through descriptors too.
+        func read(_ member: String, _ args: [DBusValue] = []) throws -> Data {
+            let m = DBusMessage.methodCall(destination: Daemon.name, path: first, interface: "io.assay.Job1", member: member)
+            m.append(contentsOf: args)
+            guard case .unixFD(let fd)? = try d.client.call(m).arguments().first else { throw TestFailure("no fd") }
+            return FileHandle(fileDescriptor: fd, closeOnDealloc: true).readDataToEndOfFile()
+        }
+        XCTAssertEqual(try Manifest.decode(Array(try read("OpenManifest"))).plan, manifest.plan)
+        let candidate = try PNGEncoder.decode(Array(try read("OpenCandidate", [.uint32(4)])))
+        XCTAssertEqual(candidate.width, 16)
+        d.expectError("io.assay.Error.NotFound") { _ = try read("OpenCandidate", [.uint32(5)]) }
+        d.expectError("io.assay.Error.NotReady") {
+            let job = try d.submit("a red disk", ["steps": .uint32(2)])
+            try d.waitFinished(job)
+            let m = DBusMessage.methodCall(destination: Daemon.name, path: job, interface: "io.assay.Job1", member: "OpenCandidate")
+            m.append(.uint32(0))
+            _ = try d.client.call(m)
+        }
     }
 }
 

@@ -22,7 +22,9 @@ final class Daemon {
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.assaydPath)
-        process.arguments = ["--address", self.bus.address, "--state-dir", stateDirectory, "--log-level", "debug"]
+        // Tests name their defaults: which plugins a build produces must not change them.
+        process.arguments = ["--address", self.bus.address, "--state-dir", stateDirectory, "--log-level", "debug",
+                             "--default-models", "example-model", "--default-verifiers", "example-colour"]
             + self.pluginDirectories.flatMap { ["--plugin-dir", $0] } + arguments
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = FileHandle.nullDevice
