@@ -14,7 +14,9 @@
  * 4. Plugins (dlopen): descriptors, scores equal to world/, details are valid JSON, the
  *    parse error reaches report_error, malformed images are refused, strided images give
  *    the same scores, four threads at once give the same results.
- * The last line is "N passed, M failed"; the exit status is 1 when M > 0. */
+ * The last line is "N passed, M failed"; the exit status is 1 when M > 0.
+ * SHV_SHOW=TAG in the environment prints the reflections of the fixture images whose tag
+ * contains TAG (e.g. SHV_SHOW=model). */
 #define _POSIX_C_SOURCE 200809L
 #include <assay/assay.h>
 
@@ -599,6 +601,17 @@ static void test_quality(tcase_t *cases, int n) {
    if (noisy_n > 0)
       printf("quality: mean over the %d noisy fixture images %.3f\n", noisy_n,
              noisy_sum / noisy_n);
+   double model_sum[2] = {0, 0};
+   int model_n[2] = {0, 0};
+   for (int i = 0; i < n; i++)
+      if (cases[i].type == 1 && strncmp(cases[i].tag, "model", 5) == 0) {
+         model_sum[cases[i].pass] += quality_of(cases[i].rgb, cases[i].w, cases[i].h, NULL);
+         model_n[cases[i].pass]++;
+      }
+   if (model_n[0] + model_n[1] > 0)
+      printf("quality: model samples, mean %.3f over %d passing, %.3f over %d failing\n",
+             model_n[1] ? model_sum[1] / model_n[1] : 0.0, model_n[1],
+             model_n[0] ? model_sum[0] / model_n[0] : 0.0, model_n[0]);
    /* an empty image and a speckle field score low */
    uint8_t img[32 * 32 * 3] = {0};
    expect(quality_of(img, 32, 32, NULL) < 0.5, "an empty image scores < 0.5");
@@ -666,7 +679,7 @@ static void test_reflector(tcase_t *cases, int n) {
                         "three red circles");
       expect_reflection("a red circle", o, 3, "The image matches the prompt.", "");
       /* unrelated extra objects are not penalised (world.py): only one is recoloured */
-      expect_reflection("one blue circle", o, 3, "Make the red circle blue.", "a red circle");
+      expect_reflection("one blue circle", o, 3, "Make one red circle blue.", "a red circle");
    }
    {
       obj_t o[1] = {{SW_TRIANGLE, SW_BLUE, 10, 10, 10}};
@@ -705,6 +718,16 @@ static void test_reflector(tcase_t *cases, int n) {
                         "a blue square and a red triangle");
       expect_reflection("four green circles", o, 2, "Add four green circles.", "");
       expect_reflection("", o, 2, "The image matches the prompt.", "");
+   }
+   {
+      obj_t o[3] = {{SW_TRIANGLE, SW_GREEN, 2, 2, 9}, {SW_TRIANGLE, SW_GREEN, 20, 2, 9},
+                    {SW_CIRCLE, SW_YELLOW, 2, 20, 9}};
+      expect_reflection("a circle and a square", o, 3, "Turn one green triangle into a square.",
+                        "a green triangle");
+      expect_reflection("three squares", o, 3, "Turn two green triangles into squares. Turn the "
+                        "yellow circle into a square.", "a green triangle and a yellow circle");
+      expect_reflection("a red circle and a square", o, 3, "Make the yellow circle red. Turn one "
+                        "green triangle into a square.", "a yellow circle and a green triangle");
    }
    {
       obj_t o[2] = {{SW_SQUARE, SW_GREEN, 2, 2, 9}, {SW_TRIANGLE, SW_YELLOW, 20, 20, 9}};
@@ -757,6 +780,8 @@ static void test_reflector(tcase_t *cases, int n) {
                      strstr(fb, "Turn the") != NULL);
       if (!r.pass && strncmp(c->tag, "wrong-colour/colors", 19) == 0)
          ok = ok && strstr(fb, "Make the") != NULL;
+      if (getenv("SHV_SHOW") != NULL && strstr(c->tag, getenv("SHV_SHOW")) != NULL)
+         printf("[%s] \"%s\" -> %s\n", c->tag, c->caption, b.data);
       with_neg += neg[0] != '\0';
       total++;
       good += ok;

@@ -7,8 +7,10 @@
  *   missing objects (found < count):
  *     1. an extra/free object of the right shape but another colour is recoloured:
  *        "Make the blue triangle yellow."        (negative prompt "a blue triangle")
- *     2. an extra/free object of the right colour (any colour when the group names none)
- *        but another shape is reshaped: "Turn the red square into a circle."
+ *     2. a free object (or one another exact group has too many of) of the right colour
+ *        (any colour when the group names none) but another shape is reshaped:
+ *        "Turn the red square into a circle." ("one"/"another" instead of "the" when the
+ *        image has several such objects; "Turn two red squares into circles.")
  *     3. the rest is added: "Add a red circle." / "Add one more red circle." /
  *        "Add two more red circles."
  *   too many (exact count, found > count, not used above):
@@ -126,6 +128,7 @@ void sw_reflect_json(const sw_spec_t *spec, const sw_check_t *c, long round, sw_
       }
       int *owner = role + (ndets > 0 ? ndets : 1);
       int found[2] = {0, 0}, excess[2] = {0, 0};
+      int mentioned[SW_NCOLOURS][SW_NSHAPES] = {{0}};
       for (int i = 0; i < ndets; i++) {
          owner[i] = -1;
          role[i] = ROLE_FREE;
@@ -151,59 +154,65 @@ void sw_reflect_json(const sw_spec_t *spec, const sw_check_t *c, long round, sw_
          int have = found[g];
          if (deficit <= 0)
             continue;
-         /* 1. recolour objects of the right shape (only when the group names a colour) */
-         if (grp->colour >= 0) {
+         /* 1. recolour objects of the right shape (only when the group names a colour),
+          * 2. reshape objects of the right colour (any colour when the group names none).
+          * Spares are taken by role (extras that must go first), then colour, then shape. */
+         for (int step = 1; step <= 2 && deficit > 0; step++) {
+            if (step == 1 && grp->colour < 0)
+               continue;
             for (int pass = 0; pass < 3 && deficit > 0; pass++) {
                const int want_role = pass == 0 ? ROLE_EXTRA_MUST
                                      : pass == 1 ? ROLE_FREE : ROLE_EXTRA_OPTIONAL;
+               if (step == 2 && want_role == ROLE_EXTRA_OPTIONAL)
+                  continue; /* never reshape an object another group counts */
                for (int colour = 0; colour < SW_NCOLOURS && deficit > 0; colour++) {
-                  int k = 0;
-                  for (int i = 0; i < ndets && deficit > 0; i++) {
-                     const sw_det_t *d = &c->dets[i];
-                     if (role[i] != want_role || d->shape != grp->shape ||
-                         d->colour != colour || colour == grp->colour)
+                  for (int shape = 0; shape < SW_NSHAPES && deficit > 0; shape++) {
+                     if (step == 1 && (shape != grp->shape || colour == grp->colour))
                         continue;
-                     if (role[i] == ROLE_EXTRA_MUST)
-                        excess[owner[i]]--;
-                     role[i] = ROLE_USED;
-                     deficit--;
-                     have++;
-                     k++;
+                     if (step == 2 && (shape == grp->shape ||
+                                       (grp->colour >= 0 && colour != grp->colour)))
+                        continue;
+                     int k = 0;
+                     for (int i = 0; i < ndets && deficit > 0; i++) {
+                        const sw_det_t *d = &c->dets[i];
+                        if (role[i] != want_role || d->shape != shape || d->colour != colour)
+                           continue;
+                        if (role[i] == ROLE_EXTRA_MUST)
+                           excess[owner[i]]--;
+                        role[i] = ROLE_USED;
+                        deficit--;
+                        have++;
+                        k++;
+                     }
+                     if (k == 0)
+                        continue;
+                     /* "the" when the image has one such object, "one" / "another" when
+                      * it has several, a number for several at once */
+                     int total = 0;
+                     for (int i = 0; i < ndets; i++)
+                        total += c->dets[i].colour == colour && c->dets[i].shape == shape;
+                     const char *article = total == 1 ? "the"
+                                           : mentioned[colour][shape] ? "another" : "one";
+                     const char *cn = sw_colour_names[colour], *sn = sw_shape_names[shape];
+                     if (step == 1 && k == 1)
+                        snprintf(text, sizeof text, "Make %s %s %s %s. ", article, cn, sn,
+                                 sw_colour_names[grp->colour]);
+                     else if (step == 1)
+                        snprintf(text, sizeof text, "Make %s %s %ss %s. ",
+                                 number(k, tmp, sizeof tmp), cn, sn,
+                                 sw_colour_names[grp->colour]);
+                     else if (k == 1)
+                        snprintf(text, sizeof text, "Turn %s %s %s into a %s. ", article, cn,
+                                 sn, sw_shape_names[grp->shape]);
+                     else
+                        snprintf(text, sizeof text, "Turn %s %s %ss into %ss. ",
+                                 number(k, tmp, sizeof tmp), cn, sn, sw_shape_names[grp->shape]);
+                     mentioned[colour][shape] += k;
+                     sw_buf_put(&fb, text);
+                     if (negative_allowed(spec, shape, colour))
+                        add_neg_single(negs, &nneg, shape, colour, 1, 0);
                   }
-                  if (k == 0)
-                     continue;
-                  if (k == 1)
-                     snprintf(text, sizeof text, "Make the %s %s %s. ", sw_colour_names[colour],
-                              sw_shape_names[grp->shape], sw_colour_names[grp->colour]);
-                  else
-                     snprintf(text, sizeof text, "Make %s %s %ss %s. ", number(k, tmp, sizeof tmp),
-                              sw_colour_names[colour], sw_shape_names[grp->shape],
-                              sw_colour_names[grp->colour]);
-                  sw_buf_put(&fb, text);
-                  if (negative_allowed(spec, grp->shape, colour))
-                     add_neg_single(negs, &nneg, grp->shape, colour, 1, 0);
                }
-            }
-         }
-         /* 2. reshape objects of the right colour */
-         for (int pass = 0; pass < 2 && deficit > 0; pass++) {
-            const int want_role = pass == 0 ? ROLE_EXTRA_MUST : ROLE_FREE;
-            for (int i = 0; i < ndets && deficit > 0; i++) {
-               const sw_det_t *d = &c->dets[i];
-               if (role[i] != want_role || d->shape == grp->shape ||
-                   (grp->colour >= 0 && d->colour != grp->colour))
-                  continue;
-               if (role[i] == ROLE_EXTRA_MUST)
-                  excess[owner[i]]--;
-               role[i] = ROLE_USED;
-               deficit--;
-               have++;
-               snprintf(text, sizeof text, "Turn the %s %s into a %s. ",
-                        sw_colour_names[d->colour], sw_shape_names[d->shape],
-                        sw_shape_names[grp->shape]);
-               sw_buf_put(&fb, text);
-               if (negative_allowed(spec, d->shape, d->colour))
-                  add_neg_single(negs, &nneg, d->shape, d->colour, 1, 0);
             }
          }
          /* 3. add the rest */
