@@ -53,7 +53,8 @@ public struct JobPlan: Codable, Sendable, Equatable {
 public struct JobDefaults: Sendable {
     /// Preferred model ids, first loaded one wins; else the first loaded model by id.
     public var models: [String]
-    /// Preferred verifiers for strategies that need one; else the first loaded verifier.
+    /// Preferred verifier ids, first loaded one wins (one verifier, never an ensemble);
+    /// else the first loaded verifier when the strategy needs one.
     public var verifiers: [String]
     public var strategy: String
     public init(models: [String] = ["shapes"], verifiers: [String] = ["shapes-checker"], strategy: String = "single") {

@@ -55,9 +55,14 @@ public struct JobPlanner: Sendable {
 
         var verifiers: [String]
         if let v = options.verifiers { verifiers = v } else {
+            // One verifier by default: the first preferred one that is loaded. An ensemble
+            // changes what "best" means, so it is only ever asked for explicitly.
             let loaded = loadedIDs(.verifier)
-            let preferred = defaults.verifiers.filter(loaded.contains)
-            verifiers = preferred.isEmpty ? Array(loaded.prefix(strategy.needsVerifier ? 1 : 0)) : preferred
+            if let preferred = defaults.verifiers.first(where: loaded.contains) {
+                verifiers = [preferred]
+            } else {
+                verifiers = Array(loaded.prefix(strategy.needsVerifier ? 1 : 0))
+            }
         }
         for v in verifiers { _ = try require(v, .verifier) }
         if strategy.needsVerifier && verifiers.isEmpty {

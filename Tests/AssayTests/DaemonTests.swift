@@ -51,6 +51,17 @@ final class DaemonTests: XCTestCase {
         d.assertAlive()
     }
 
+    func testDefaultsPickOneModelAndOneVerifierFromThePreferenceLists() throws {
+        let d = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory, TestEnvironment.fixturesDirectory],
+                           arguments: ["--default-verifiers", "no-such-verifier,fixture-b,fixture-a"])
+        let job = try d.submit("a red disk", ["strategy": .string("best-of-n"), "n": .uint32(2), "steps": .uint32(2)])
+        try d.waitFinished(job)
+        let plan = try d.manifest(job)["plan"] as! [String: Any]
+        XCTAssertEqual(plan["verifiers"] as? [String], ["fixture-b"], "the first loaded preferred verifier, alone")
+        XCTAssertEqual(plan["model"] as? String, "example-model")
+        XCTAssertEqual(plan["strategy"] as? String, "best-of-n")
+    }
+
     func testIntrospectionIsValidForGdbusAndBusctl() throws {
         let d = try Daemon()
         let job = try d.submit("a blue disk", ["steps": .uint32(2)])

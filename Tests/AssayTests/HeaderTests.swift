@@ -24,10 +24,11 @@ final class HeaderTests: XCTestCase {
 
     func testExamplePluginsExportOnlyTheEntrySymbol() throws {
         _ = TestEnvironment.pluginsBuilt
-        let files = try FileManager.default.contentsOfDirectory(atPath: TestEnvironment.pluginsDirectory).filter { $0.hasSuffix(".so") }
+        let dir = TestEnvironment.buildPluginsDirectory
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".so") }
         XCTAssertGreaterThanOrEqual(files.count, 4)
         for f in files {
-            let r = Shell.run(["nm", "-D", "--defined-only", TestEnvironment.pluginsDirectory + "/" + f])
+            let r = Shell.run(["nm", "-D", "--defined-only", dir + "/" + f])
             let symbols = r.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) }
             XCTAssertEqual(symbols, ["assay_entry"], f)
         }

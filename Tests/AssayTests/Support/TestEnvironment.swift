@@ -23,7 +23,20 @@ enum TestEnvironment {
 
     static var assaydPath: String { productsDirectory + "/assayd" }
     static var assayctlPath: String { productsDirectory + "/assayctl" }
-    static var pluginsDirectory: String { repoRoot + "/build/plugins" }
+    /// Everything the build produced (examples, the shapes model and its verifiers).
+    static var buildPluginsDirectory: String { repoRoot + "/build/plugins" }
+
+    /// Only the example plugins (links into build/plugins): daemons start in milliseconds
+    /// instead of loading the shapes model's weights in every test.
+    static let pluginsDirectory: String = {
+        _ = pluginsBuilt
+        let dir = temporaryDirectory("examples")
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: buildPluginsDirectory)) ?? []
+        where name.hasPrefix("example-") && name.hasSuffix(".so") {
+            try? FileManager.default.createSymbolicLink(atPath: dir + "/" + name, withDestinationPath: buildPluginsDirectory + "/" + name)
+        }
+        return dir
+    }()
     static var fixturesDirectory: String { repoRoot + "/build/fixtures" }
     static var fixtureSources: String { repoRoot + "/Tests/Fixtures/plugins" }
 
