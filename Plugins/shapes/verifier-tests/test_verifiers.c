@@ -514,6 +514,117 @@ static void add_smears(const uint8_t *in, uint8_t *out, int w, int h, int n, uin
    }
 }
 
+/* world.py validate_checker in C: random specs of the six categories (world.sample_spec's
+ * distribution), scenes placed like world.scene_from_spec (sides 7..12 for <= 2 objects,
+ * 7..10 otherwise, boxes 2 pixels apart, relations with |offset axis| / |offset| >= 0.8),
+ * rendered like world.render; every scene must pass the checker. */
+static int boxes_clear(const obj_t *objs, int n, int x0, int y0, int s) {
+   for (int k = 0; k < n; k++)
+      if (x0 < objs[k].x0 + objs[k].s + 2 && objs[k].x0 < x0 + s + 2 &&
+          y0 < objs[k].y0 + objs[k].s + 2 && objs[k].y0 < y0 + s + 2)
+         return 0;
+   return 1;
+}
+
+static void test_validate_renders(int count) {
+   uint64_t seed = 12345;
+   int per_cat[6][2] = {{0}};
+   static const char *const cats[6] = {"single_object", "two_object", "counting", "colors",
+                                       "position", "color_attr"};
+   uint8_t rgb[32 * 32 * 3];
+   for (int it = 0; it < count; it++) {
+      const int cat = it % 6;
+      sw_spec_t spec;
+      memset(&spec, 0, sizeof spec);
+      spec.relation = -1;
+      const int s0 = (int)(rng_next(&seed) % 3), s1 = (s0 + 1 + (int)(rng_next(&seed) % 2)) % 3;
+      const int c0 = (int)(rng_next(&seed) % 4), c1 = (c0 + 1 + (int)(rng_next(&seed) % 3)) % 4;
+      sw_group_t a = {s0, -1, 1, 0}, b = {s1, -1, 1, 0};
+      spec.ngroups = 1;
+      if (cat == 3) {
+         a.colour = c0;
+      } else if (cat == 2) {
+         a.count = 1 + (int)(rng_next(&seed) % 4);
+         a.exact = 1;
+         a.colour = rng_next(&seed) % 2 ? c0 : -1;
+      } else if (cat == 1 || cat == 4 || cat == 5) {
+         spec.ngroups = 2;
+         if (cat == 5 || (cat == 4 && rng_next(&seed) % 2)) {
+            a.colour = c0;
+            b.colour = c1;
+            if (cat == 4)
+               b.shape = (int)(rng_next(&seed) % 3); /* coloured position: any shapes */
+         }
+         if (cat == 4)
+            spec.relation = (int)(rng_next(&seed) % 4);
+      }
+      spec.groups[0] = a;
+      spec.groups[1] = b;
+      obj_t objs[4];
+      int n = 0, placed = 0;
+      for (int attempt = 0; attempt < 200 && !placed; attempt++) {
+         n = 0;
+         const int total = a.count + (spec.ngroups == 2 ? 1 : 0);
+         const int smax = total <= 2 ? 12 : 10;
+         int ok = 1;
+         for (int g = 0; g < spec.ngroups && ok; g++)
+            for (int k = 0; k < spec.groups[g].count && ok; k++) {
+               int done = 0;
+               for (int t = 0; t < 50 && !done; t++) {
+                  const int sz = 7 + (int)(rng_next(&seed) % (uint64_t)(smax - 6));
+                  const int x0 = (int)(rng_next(&seed) % (uint64_t)(32 - sz + 1));
+                  const int y0 = (int)(rng_next(&seed) % (uint64_t)(32 - sz + 1));
+                  if (boxes_clear(objs, n, x0, y0, sz)) {
+                     const int colour = spec.groups[g].colour >= 0 ? spec.groups[g].colour
+                                                                  : (int)(rng_next(&seed) % 4);
+                     objs[n++] = (obj_t){spec.groups[g].shape, colour, x0, y0, sz};
+                     done = 1;
+                  }
+               }
+               ok = done;
+            }
+         if (!ok)
+            continue;
+         if (spec.relation >= 0) {
+            const int ba[4] = {objs[0].x0, objs[0].y0, objs[0].x0 + objs[0].s, objs[0].y0 + objs[0].s};
+            const int bb[4] = {objs[1].x0, objs[1].y0, objs[1].x0 + objs[1].s, objs[1].y0 + objs[1].s};
+            if (!(sw_relations(ba, bb) & (1u << spec.relation)))
+               continue;
+            const double ox = (ba[0] + ba[2]) / 2.0 - (bb[0] + bb[2]) / 2.0;
+            const double oy = (ba[1] + ba[3]) / 2.0 - (bb[1] + bb[3]) / 2.0;
+            const double axis = spec.relation <= SW_RIGHT_OF ? fabs(ox) : fabs(oy);
+            if (axis / sqrt(ox * ox + oy * oy) < 0.8)
+               continue;
+         }
+         placed = 1;
+      }
+      if (!placed)
+         continue;
+      render(objs, n, rgb);
+      sw_image_t img = {32, 32, 96, rgb};
+      sw_check_t r;
+      if (sw_check(&img, &spec, &r) != 0)
+         continue;
+      per_cat[cat][0] += r.pass;
+      per_cat[cat][1]++;
+      if (!r.pass) {
+         char cap[80];
+         sw_spec_caption(&spec, cap, sizeof cap);
+         expect(0, "render of \"%s\" does not pass", cap);
+      }
+      sw_check_free(&r);
+   }
+   int ok = 0, all = 0;
+   printf("C checker on %d C-rendered scenes (validate_checker):", count);
+   for (int c = 0; c < 6; c++) {
+      printf(" %s %d/%d", cats[c], per_cat[c][0], per_cat[c][1]);
+      ok += per_cat[c][0];
+      all += per_cat[c][1];
+   }
+   printf("; overall %.4f\n", all ? (double)ok / all : 0.0);
+   expect(all > count * 9 / 10 && ok == all, "every C-rendered scene passes");
+}
+
 /* ---- 2. quality ------------------------------------------------------------------------ */
 static double quality_of(const uint8_t *rgb, int w, int h, sw_quality_t *q) {
    sw_image_t img = {(uint32_t)w, (uint32_t)h, (uint32_t)w * 3, rgb};
@@ -1132,6 +1243,7 @@ int main(int argc, char **argv) {
    expect(cases != NULL, "load %s", argv[1]);
    if (cases != NULL) {
       test_agreement(cases, n);
+      test_validate_renders(2000);
       test_quality(cases, n);
       test_reflector(cases, n);
       test_messages();

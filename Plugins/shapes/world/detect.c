@@ -21,7 +21,7 @@ const char *sw_image_problem(const sw_image_t *img) {
    if (img->width == 0 || img->height == 0)
       return "the image is empty (0 pixels wide or high)";
    if (img->width > SW_MAX_SIDE || img->height > SW_MAX_SIDE)
-      return "the image is larger than 8192 pixels in a dimension";
+      return "the image is larger than 4096 pixels in a dimension";
    if (img->stride < (uint64_t)img->width * 3)
       return "the image's stride is smaller than width * 3";
    return NULL;

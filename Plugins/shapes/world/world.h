@@ -29,7 +29,7 @@
 #define SW_NCOLOURS 4
 #define SW_NSHAPES 3
 #define SW_NRELATIONS 4
-#define SW_MAX_SIDE 8192 /* images larger than this in either dimension are refused */
+#define SW_MAX_SIDE 4096 /* images larger than this in either dimension are refused */
 
 /* colours: 0 red, 1 green, 2 blue, 3 yellow (pixel label = colour + 1; 0 = background) */
 enum { SW_RED = 0, SW_GREEN = 1, SW_BLUE = 2, SW_YELLOW = 3 };
