@@ -1,0 +1,106 @@
+/* engine.h: C inference engine for the "shapes" rectified-flow model (tools/shapes/model.py
+ * is the reference; its docstring specifies every op).
+ *
+ * All math in float32; every matmul and convolution (im2col) goes through cblas_sgemm.
+ * A loaded engine is immutable: every function below may be called from many threads at
+ * once on the same engine. Scratch memory comes from a small pool inside the engine (a
+ * mutex guards only taking and returning a workspace), so there is no shared mutable state
+ * during the math. Errors: functions return 0 or a negative SHAPES_E* code and, when `err`
+ * is not NULL, write a one-line reason into err[errlen].
+ *
+ * Tensor layouts at this API (per sample, samples consecutive):
+ *   latent x, velocity v : [C=in_channels][H=image_size][W=image_size]
+ *   tokens               : int32 [max_tokens]
+ *   condition            : [max_tokens * width] text-encoder output, then [width] its mean
+ *   hidden (block state) : [tokens = max_tokens + n_img][width], text tokens first
+ *   context (block state): engine-private layout of context_size floats (conditioning
+ *                          vector and the encoder skips); produced by shapes_prologue. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHAPES_OK 0
+#define SHAPES_EINVAL (-1) /* bad argument (unknown word, too long caption, NULL buffer...) */
+#define SHAPES_ENOMEM (-4)
+#define SHAPES_EIO (-6)    /* weights file missing, corrupt, or not this model */
+
+typedef struct shapes_config {
+   /* From the file's "config" metadata (model.py DEFAULT_CONFIG names). */
+   int image_size, in_channels, patch, ch0, ch1, width, heads, mlp_ratio, text_layers,
+      mid_layers, cond_dim, time_freq_dim, groups, vocab_size, max_tokens;
+   /* Derived. */
+   int latent_size;    /* in_channels * image_size^2 floats per sample */
+   int n_img;          /* image tokens in the middle stack */
+   int n_seq;          /* max_tokens + n_img */
+   int condition_size; /* max_tokens * width + width */
+   int hidden_size;    /* n_seq * width */
+   int context_size;   /* cond_dim + ch0 * (image/patch)^2 + ch1 * (image/patch/2)^2 */
+   /* Sampling defaults: metadata "default_steps" / "default_guidance" / "schedule_shift"
+    * when the trainer wrote them, else 20 / 1.75 / 1. */
+   int default_steps;
+   float default_guidance, schedule_shift;
+   long long train_steps; /* metadata "steps", -1 if absent */
+} shapes_config_t;
+
+/* Multiply-adds per sample (for reporting FLOP savings of block caching). */
+typedef struct shapes_cost {
+   double prologue, block, epilogue; /* block = one middle block */
+} shapes_cost_t;
+
+typedef struct shapes_engine shapes_engine_t;
+
+/* Loads and validates a weights file; NULL on failure with the reason in err. */
+shapes_engine_t *shapes_engine_load(const char *path, char *err, size_t errlen);
+void shapes_engine_free(shapes_engine_t *e);
+const shapes_config_t *shapes_engine_config(const shapes_engine_t *e);
+void shapes_engine_cost(const shapes_engine_t *e, shapes_cost_t *cost);
+/* Metadata string of the weights file ("steps", "format", ...), or NULL. */
+const char *shapes_engine_meta(const shapes_engine_t *e, const char *key);
+/* Sets OpenBLAS's thread count (process-wide: OpenBLAS has one pool). */
+void shapes_engine_set_threads(int threads);
+
+/* world.py encode(): lower-case, split on whitespace, map through the file's vocabulary,
+ * right-pad with 0 to max_tokens. Unknown word or too many words -> SHAPES_EINVAL. */
+int shapes_tokenize(const shapes_engine_t *e, const char *caption, int32_t *ids, char *err,
+                    size_t errlen);
+/* Text encoder for n token rows -> n conditions (condition_size floats each). */
+int shapes_encode_text(const shapes_engine_t *e, uint32_t n, const int32_t *ids, float *cond,
+                       char *err, size_t errlen);
+/* Test tap: the text encoder's hidden state after the first `layers` text blocks (no final
+ * LayerNorm), h[n * max_tokens * width]. */
+int shapes_text_hidden(const shapes_engine_t *e, uint32_t n, const int32_t *ids, int layers, float *h,
+                       char *err, size_t errlen);
+/* tokenize + encode_text for one caption. */
+int shapes_encode(const shapes_engine_t *e, const char *caption, float *cond, char *err,
+                  size_t errlen);
+
+/* Velocity of n samples: x[n*latent_size], t[n], cond[n*condition_size] -> v. */
+int shapes_velocity(const shapes_engine_t *e, uint32_t n, const float *x, const float *t,
+                    const float *cond, float *v, char *err, size_t errlen);
+
+/* Block-level access (the same code path velocity uses, so prologue + every block in order
+ * + epilogue == velocity bit for bit).
+ *   prologue: everything up to the sequence entering middle block 0 -> hidden, context.
+ *   block i : hidden <- mid block i (hidden), in place; reads context.
+ *   epilogue: img_out + residual + decoder -> v. `mid_out` (optional, n*ch1*(image/4)^2)
+ *             receives the decoder input (test tap). */
+int shapes_prologue(const shapes_engine_t *e, uint32_t n, const float *x, const float *t,
+                    const float *cond, float *hidden, float *context, char *err, size_t errlen);
+int shapes_block(const shapes_engine_t *e, uint32_t index, uint32_t n, float *hidden,
+                 const float *context, char *err, size_t errlen);
+int shapes_epilogue(const shapes_engine_t *e, uint32_t n, const float *hidden,
+                    const float *context, float *v, float *mid_out, char *err, size_t errlen);
+
+/* Context accessors (test taps): cs [cond_dim] and the enc1 output s2 [ch1][h2][w2] of
+ * sample i inside a context buffer of n samples. */
+const float *shapes_context_cs(const shapes_engine_t *e, const float *context, uint32_t i);
+const float *shapes_context_enc1(const shapes_engine_t *e, const float *context, uint32_t i);
+
+#ifdef __cplusplus
+}
+#endif
