@@ -16,3 +16,4 @@
 #include "ext/sampler.h"
 #include "ext/verifier.h"
 #include "ext/reflector.h"
+#include "ext/blocks.h"
