@@ -1,0 +1,73 @@
+# Plugins/shapes/engine.mk: the shapes model plugin and its C inference engine (included by
+# Plugins/Makefile, which defines PLUGIN_CFLAGS, PLUGIN_LDFLAGS, OUT_ABS, DEPS, HERE, ROOT).
+#
+#   make -C Plugins                     also builds shapes.so and copies the weights
+#                                       (shapes-base.safetensors) beside it into $(OUT)
+#   make -C Plugins shapes-check        builds the C tests and runs them against the weights and
+#                                       Plugins/shapes/weights/testvectors.safetensors
+#                                       (last line of each: "N passed, M failed")
+#   make -C Plugins shapes-engine-lib   build/shapes/libshapes-engine.so: the engine alone, with
+#                                       its C API exported (for tools/bench_engine.py / ctypes)
+# Needs libopenblas-dev (pkg-config openblas).
+
+# This fragment is read before Plugins/Makefile names its default goal: keep it `all`.
+.DEFAULT_GOAL := all
+
+SHE_DIR := $(HERE)/shapes
+SHE_BUILD := $(ROOT)/build/shapes
+SHE_SRCS := $(sort $(wildcard $(SHE_DIR)/engine/*.c))
+SHE_HDRS := $(wildcard $(SHE_DIR)/engine/*.h)
+SHE_WEIGHTS := $(SHE_DIR)/weights/shapes-base.safetensors
+SHE_VECTORS := $(SHE_DIR)/weights/testvectors.safetensors
+SHE_BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+SHE_BLAS_LIBS := $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
+# -O3 -fno-trapping-math lets the compiler vectorise the elementwise kernels (see op_expf in
+# engine/ops.c); the matmuls are OpenBLAS's.
+SHE_CFLAGS := $(PLUGIN_CFLAGS) -O3 -fno-trapping-math $(SHE_BLAS_CFLAGS)
+SHE_LIBS := $(SHE_BLAS_LIBS) -pthread
+SHE_PLUGIN := $(OUT_ABS)/shapes.so
+SHE_LIB := $(SHE_BUILD)/libshapes-engine.so
+SHE_TESTS := $(SHE_BUILD)/test_engine $(SHE_BUILD)/test_corrupt $(SHE_BUILD)/test_plugin
+
+EXTRA_PLUGINS += $(SHE_PLUGIN)
+# The weights travel with the plugin (it looks for them beside its library).
+ifneq ($(wildcard $(SHE_WEIGHTS)),)
+EXTRA_PLUGINS += $(OUT_ABS)/shapes-base.safetensors
+endif
+
+$(SHE_PLUGIN): $(SHE_DIR)/shapes-model.c $(SHE_SRCS) $(SHE_HDRS) $(DEPS) $(SHE_DIR)/engine.mk | $(OUT_ABS)
+	$(CC) $(SHE_CFLAGS) -o $@ $< $(SHE_SRCS) $(PLUGIN_LDFLAGS) $(SHE_LIBS)
+
+# Copy to a temporary name, then rename: a watcher never sees a half-written file.
+$(OUT_ABS)/shapes-base.safetensors: $(SHE_WEIGHTS) | $(OUT_ABS)
+	cp $< $@.tmp && mv -f $@.tmp $@
+
+$(SHE_LIB): $(SHE_SRCS) $(SHE_HDRS) $(SHE_DIR)/engine.mk
+	mkdir -p $(SHE_BUILD)
+	$(CC) $(filter-out -fvisibility=hidden,$(SHE_CFLAGS)) -shared -o $@ $(SHE_SRCS) -Wl,-z,defs $(SHE_LIBS) -lm
+
+SHE_TEST_CFLAGS := $(filter-out -fvisibility=hidden -fPIC,$(SHE_CFLAGS)) -I$(SHE_DIR)/engine -I$(SHE_DIR)/tests
+
+$(SHE_BUILD)/test_engine: $(SHE_DIR)/tests/test_engine.c $(SHE_DIR)/tests/testutil.h $(SHE_DIR)/tests/sha256.c \
+                          $(SHE_SRCS) $(SHE_HDRS) $(SHE_DIR)/engine.mk
+	mkdir -p $(SHE_BUILD)
+	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< $(SHE_DIR)/tests/sha256.c $(SHE_SRCS) $(SHE_LIBS) -lm
+
+$(SHE_BUILD)/test_corrupt: $(SHE_DIR)/tests/test_corrupt.c $(SHE_DIR)/tests/testutil.h $(SHE_SRCS) $(SHE_HDRS) \
+                           $(SHE_DIR)/engine.mk
+	mkdir -p $(SHE_BUILD)
+	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< $(SHE_SRCS) $(SHE_LIBS) -lm
+
+$(SHE_BUILD)/test_plugin: $(SHE_DIR)/tests/test_plugin.c $(SHE_DIR)/tests/testutil.h $(DEPS) $(SHE_DIR)/engine.mk
+	mkdir -p $(SHE_BUILD)
+	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< -ldl -pthread -lm
+
+.PHONY: shapes-check shapes-engine-lib
+shapes-engine-lib: $(SHE_LIB)
+# Runs every test program even when one fails; fails if any did.
+shapes-check: $(SHE_PLUGIN) $(SHE_TESTS)
+	@st=0; \
+	$(SHE_BUILD)/test_engine $(SHE_WEIGHTS) $(SHE_VECTORS) || st=1; \
+	$(SHE_BUILD)/test_corrupt $(SHE_WEIGHTS) $(SHE_BUILD)/corrupt || st=1; \
+	$(SHE_BUILD)/test_plugin $(SHE_PLUGIN) $(SHE_WEIGHTS) || st=1; \
+	exit $$st
