@@ -1,0 +1,269 @@
+/* test_corrupt.c: damaged weights files are refused with a clear reason, never a crash.
+ *
+ *   test_corrupt WEIGHTS SCRATCH_DIR
+ *
+ * Builds variants of a good weights file in SCRATCH_DIR (header length huge / past EOF,
+ * bad JSON, wrong dtype, wrong shape, inconsistent or overlapping data offsets, data past
+ * EOF, missing tensor, config/weights mismatch, NaN weights, duplicate names, bad metadata,
+ * deep nesting, invalid UTF-8, ...) and checks each load fails with the expected message.
+ * Then flips random header bytes and truncates at random points (no crash allowed: run
+ * under valgrind or ASan to check memory safety too). */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "engine.h"
+#include "testutil.h"
+
+static unsigned char *orig;
+static size_t orig_size, hdr_len;
+static char dir[4096];
+
+static void write_file(const char *path, const unsigned char *a, size_t an, const unsigned char *b, size_t bn) {
+   FILE *f = fopen(path, "wb");
+   if (f == NULL) {
+      printf("cannot write %s: %s\n", path, strerror(errno));
+      exit(2);
+   }
+   if (an) fwrite(a, 1, an, f);
+   if (bn) fwrite(b, 1, bn, f);
+   fclose(f);
+}
+
+/* Writes a variant whose header is the original with the first `find` replaced by `repl`
+ * (header length recomputed), data block unchanged, then cut to `keep` bytes (0 = all). */
+static int variant(const char *path, const char *find, const char *repl, size_t keep) {
+   const char *h = (const char *)orig + 8;
+   const char *p = NULL;
+   for (size_t i = 0; find != NULL && i + strlen(find) <= hdr_len; i++)
+      if (memcmp(h + i, find, strlen(find)) == 0) {
+         p = h + i;
+         break;
+      }
+   if (find != NULL && p == NULL) {
+      printf("  (variant %s: \"%s\" not found in the header)\n", path, find);
+      return 0;
+   }
+   size_t nl = find ? hdr_len - strlen(find) + strlen(repl) : hdr_len;
+   size_t total = 8 + nl + (orig_size - 8 - hdr_len);
+   unsigned char *buf = malloc(total);
+   for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)nl >> (8 * i));
+   size_t o = 8;
+   if (find != NULL) {
+      size_t pre = (size_t)(p - h);
+      memcpy(buf + o, h, pre); o += pre;
+      memcpy(buf + o, repl, strlen(repl)); o += strlen(repl);
+      memcpy(buf + o, p + strlen(find), hdr_len - pre - strlen(find)); o += hdr_len - pre - strlen(find);
+   } else {
+      memcpy(buf + o, h, hdr_len); o += hdr_len;
+   }
+   memcpy(buf + o, orig + 8 + hdr_len, orig_size - 8 - hdr_len);
+   write_file(path, buf, keep ? keep : total, NULL, 0);
+   free(buf);
+   return 1;
+}
+
+/* Loads `path`, expects failure with `expect` in the message. */
+static void expect_fail(const char *label, const char *path, const char *expect) {
+   char err[1024] = "";
+   shapes_engine_t *e = shapes_engine_load(path, err, sizeof err);
+   const char *msg = err;
+   const char *colon = strstr(err, ": "); /* drop the long path prefix for the listing */
+   if (colon != NULL && strncmp(err, dir, strlen(dir)) == 0) msg = colon + 2;
+   printf("  %-26s -> %s\n", label, e ? "(loaded!)" : msg);
+   CHECK(e == NULL && strstr(err, expect) != NULL, "%s: expected a failure mentioning \"%s\", got %s", label,
+         expect, e ? "a successful load" : err);
+   shapes_engine_free(e);
+}
+
+static void path_of(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
+
+int main(int argc, char **argv) {
+   if (argc != 3) {
+      fprintf(stderr, "usage: %s WEIGHTS SCRATCH_DIR\n", argv[0]);
+      return 2;
+   }
+   snprintf(dir, sizeof dir, "%s", argv[2]);
+   mkdir(dir, 0755);
+   orig = tu_read_file(argv[1], &orig_size);
+   if (orig == NULL || orig_size < 8) {
+      printf("FAIL cannot read %s\n", argv[1]);
+      tu_failed++;
+      return tu_finish();
+   }
+   for (int i = 7; i >= 0; i--) hdr_len = hdr_len << 8 | orig[i];
+   printf("test_corrupt: %s (%zu bytes, header %zu)\n", argv[1], orig_size, hdr_len);
+   char p[4200], err[1024];
+
+   /* The unmodified file (rewritten through the same path) loads. */
+   path_of(p, sizeof p, "good.safetensors");
+   variant(p, NULL, NULL, 0);
+   shapes_engine_t *e = shapes_engine_load(p, err, sizeof err);
+   CHECK(e != NULL, "the untouched copy must load: %s", err);
+   int mid = e ? shapes_engine_config(e)->mid_layers : 5;
+   shapes_engine_free(e);
+
+   path_of(p, sizeof p, "does-not-exist.safetensors");
+   expect_fail("missing file", p, "cannot open");
+
+   path_of(p, sizeof p, "empty.safetensors");
+   write_file(p, NULL, 0, NULL, 0);
+   expect_fail("empty file", p, "too short");
+
+   path_of(p, sizeof p, "huge-header.safetensors");
+   {
+      unsigned char *b = malloc(orig_size);
+      memcpy(b, orig, orig_size);
+      uint64_t n = (uint64_t)1 << 40;
+      for (int i = 0; i < 8; i++) b[i] = (unsigned char)(n >> (8 * i));
+      write_file(p, b, orig_size, NULL, 0);
+      expect_fail("header length huge", p, "header length");
+      n = orig_size - 7; /* one byte more than the file holds */
+      for (int i = 0; i < 8; i++) b[i] = (unsigned char)(n >> (8 * i));
+      path_of(p, sizeof p, "header-past-eof.safetensors");
+      write_file(p, b, orig_size, NULL, 0);
+      expect_fail("header length past EOF", p, "header length");
+      free(b);
+   }
+   path_of(p, sizeof p, "truncated-header.safetensors");
+   variant(p, NULL, NULL, 8 + hdr_len / 2);
+   expect_fail("truncated in the header", p, "header length");
+
+   path_of(p, sizeof p, "bad-json.safetensors");
+   if (variant(p, "{\"dtype\":\"F16\"", "{\"dtype\":F16\"", 0))
+      expect_fail("bad JSON", p, "bad JSON header");
+
+   path_of(p, sizeof p, "not-object.safetensors");
+   {
+      const char hdr[] = "[1, 2, 3]";
+      unsigned char len[8] = {sizeof hdr - 1, 0, 0, 0, 0, 0, 0, 0};
+      write_file(p, len, 8, (const unsigned char *)hdr, sizeof hdr - 1);
+      expect_fail("header not an object", p, "does not start with '{'");
+   }
+
+   path_of(p, sizeof p, "bf16.safetensors");
+   if (variant(p, "\"dtype\":\"F16\"", "\"dtype\":\"BF16\"", 0))
+      expect_fail("wrong dtype (BF16)", p, "dtype BF16");
+   path_of(p, sizeof p, "i64.safetensors");
+   if (variant(p, "\"dtype\":\"F16\"", "\"dtype\":\"I64\"", 0))
+      expect_fail("wrong dtype (I64)", p, "dtype I64");
+
+   path_of(p, sizeof p, "wrong-shape.safetensors");
+   if (variant(p, "\"dec0.conv1.weight\":{\"dtype\":\"F16\",\"shape\":[64,128,3,3]",
+               "\"dec0.conv1.weight\":{\"dtype\":\"F16\",\"shape\":[128,64,3,3]", 0))
+      expect_fail("wrong shape", p, "has shape [128, 64, 3, 3]; the config requires [64, 128, 3, 3]");
+
+   path_of(p, sizeof p, "bad-offsets.safetensors");
+   if (variant(p, "\"data_offsets\":[0,128]", "\"data_offsets\":[0,130]", 0))
+      expect_fail("offsets != shape", p, "do not hold");
+
+   path_of(p, sizeof p, "overlap.safetensors");
+   if (variant(p, "\"data_offsets\":[0,128]", "\"data_offsets\":[128,256]", 0))
+      expect_fail("overlapping tensors", p, "overlap");
+
+   path_of(p, sizeof p, "negative-offset.safetensors");
+   if (variant(p, "\"data_offsets\":[0,128]", "\"data_offsets\":[-2,126]", 0))
+      expect_fail("negative offset", p, "non-negative integers");
+
+   path_of(p, sizeof p, "truncated-data.safetensors");
+   variant(p, NULL, NULL, orig_size - 1000);
+   expect_fail("data past EOF (truncated)", p, "past the end of the file");
+
+   path_of(p, sizeof p, "missing-tensor.safetensors");
+   if (variant(p, "\"out_norm.bias\"", "\"out_norm.bias_renamed\"", 0))
+      expect_fail("missing tensor", p, "lacks tensor \"out_norm.bias\"");
+
+   path_of(p, sizeof p, "duplicate.safetensors");
+   if (variant(p, "\"dec0.conv1.bias\"", "\"dec0.conv1.weight\"", 0))
+      expect_fail("duplicate tensor name", p, "appears twice");
+
+   {
+      char find[64], repl[64];
+      snprintf(find, sizeof find, "mid_layers\\\": %d", mid);
+      snprintf(repl, sizeof repl, "mid_layers\\\": %d", mid - 1);
+      path_of(p, sizeof p, "config-mismatch.safetensors");
+      if (variant(p, find, repl, 0))
+         expect_fail("config mid_layers - 1", p, "not part of the model");
+      snprintf(repl, sizeof repl, "mid_layers\\\": %d", mid + 1);
+      path_of(p, sizeof p, "config-mismatch2.safetensors");
+      if (variant(p, find, repl, 0))
+         expect_fail("config mid_layers + 1", p, "lacks tensor");
+      snprintf(repl, sizeof repl, "mid_layers\\\": -%d", mid);
+      path_of(p, sizeof p, "config-negative.safetensors");
+      if (variant(p, find, repl, 0))
+         expect_fail("config negative", p, "mid_layers");
+   }
+
+   path_of(p, sizeof p, "no-format.safetensors");
+   if (variant(p, "assay-shapes-flow-v1", "assay-shapes-flow-v9", 0))
+      expect_fail("other format", p, "\"format\"");
+   path_of(p, sizeof p, "no-config.safetensors");
+   if (variant(p, "\"config\":", "\"konfig\":", 0))
+      expect_fail("no config", p, "\"config\"");
+   path_of(p, sizeof p, "bad-vocab.safetensors");
+   if (variant(p, "\"vocab\":\"[", "\"vocab\":\"{", 0))
+      expect_fail("bad vocab JSON", p, "vocab");
+   path_of(p, sizeof p, "metadata-number.safetensors");
+   if (variant(p, "\"__metadata__\":{", "\"__metadata__\":{\"x\":1,", 0))
+      expect_fail("metadata not string", p, "not a string");
+   path_of(p, sizeof p, "deep.safetensors");
+   {
+      char deep[400] = "\"__metadata__\":{";
+      char pre[300] = "\"deep\":";
+      for (int i = 0; i < 100; i++) strcat(pre, "[");
+      for (int i = 0; i < 100; i++) strcat(pre, "]");
+      strcat(pre, ",\"__metadata__\":{");
+      (void)deep;
+      if (variant(p, "\"__metadata__\":{", pre, 0))
+         expect_fail("nesting 100 deep", p, "nesting deeper");
+   }
+   path_of(p, sizeof p, "utf8.safetensors");
+   if (variant(p, "\"seed\":\"", "\"seed\":\"\xff", 0))
+      expect_fail("invalid UTF-8", p, "UTF-8");
+
+   /* NaN in a weight. */
+   path_of(p, sizeof p, "nan.safetensors");
+   {
+      unsigned char *b = malloc(orig_size);
+      memcpy(b, orig, orig_size);
+      b[8 + hdr_len + 0] = 0x00; /* first half-float of the data block -> NaN (0x7E00) */
+      b[8 + hdr_len + 1] = 0x7E;
+      write_file(p, b, orig_size, NULL, 0);
+      free(b);
+      expect_fail("NaN weight", p, "non-finite");
+   }
+
+   /* Random damage: must never crash; count how many still load (header-only damage can be
+    * harmless, e.g. inside a metadata string). */
+   {
+      unsigned seed = 12345;
+      int loaded = 0, refused = 0, silent = 0;
+      unsigned char *b = malloc(orig_size);
+      path_of(p, sizeof p, "fuzz.safetensors");
+      for (int it = 0; it < 200; it++) {
+         memcpy(b, orig, orig_size);
+         size_t keep = orig_size;
+         for (int k = 0; k < 1 + it % 4; k++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t pos = (seed >> 8) % (8 + hdr_len);
+            seed = seed * 1103515245u + 12345u;
+            b[pos] = (unsigned char)(seed >> 16);
+         }
+         if (it % 5 == 0) {
+            seed = seed * 1103515245u + 12345u;
+            keep = (seed >> 4) % orig_size;
+         }
+         write_file(p, b, keep, NULL, 0);
+         e = shapes_engine_load(p, err, sizeof err);
+         if (e != NULL) loaded++; else refused++;
+         if (e == NULL && err[0] == 0) silent++;
+         shapes_engine_free(e);
+      }
+      free(b);
+      CHECK(silent == 0, "%d refusals came without a message", silent);
+      printf("  random damage: 200 variants, %d refused with a message, %d loaded, no crash\n", refused, loaded);
+   }
+   free(orig);
+   return tu_finish();
+}

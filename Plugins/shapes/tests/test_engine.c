@@ -1,0 +1,264 @@
+/* test_engine.c: the C engine against PyTorch reference vectors (export_vectors.py).
+ *
+ *   test_engine WEIGHTS TESTVECTORS
+ *
+ * Checks: the vectors belong to these weights (sha256), tokenizer cases, text encoder
+ * (after block 0 and final), conditioning vector, encoder output, sequence before/after the
+ * middle blocks, decoder input, velocity, an 8-step guided sampling run, prologue + blocks
+ * + epilogue == velocity bit for bit, batch-size independence, and two threads calling the
+ * same engine at once giving identical results. Tolerance: max|err| / max(1, max|ref|). */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "engine.h"
+#include "json.h"
+#include "safetensors.h"
+#include "sha256.h"
+#include "testutil.h"
+
+#define TOL 1e-3
+
+static st_file *vec;
+
+/* Tensor `name` of the vectors as float32 (owned by the caller), with its element count. */
+static float *get(const char *name, size_t *count) {
+   const st_tensor *t = st_find(vec, name);
+   if (t == NULL) {
+      printf("test vectors lack tensor \"%s\": run refresh_vectors.sh\n", name);
+      exit(1);
+   }
+   float *out = malloc((size_t)t->numel * sizeof *out + 1);
+   st_to_f32(vec, t, out);
+   if (count != NULL) *count = (size_t)t->numel;
+   return out;
+}
+
+typedef struct thread_arg {
+   const shapes_engine_t *e;
+   uint32_t n;
+   const float *x, *t, *cond;
+   float *v;
+   int reps, rc;
+} thread_arg_t;
+
+static void *thread_main(void *p) {
+   thread_arg_t *a = p;
+   a->rc = 0;
+   for (int r = 0; r < a->reps && a->rc == 0; r++)
+      a->rc = shapes_velocity(a->e, a->n, a->x, a->t, a->cond, a->v, NULL, 0);
+   return NULL;
+}
+
+int main(int argc, char **argv) {
+   if (argc != 3) {
+      fprintf(stderr, "usage: %s WEIGHTS TESTVECTORS\n", argv[0]);
+      return 2;
+   }
+   const char *wpath = argv[1], *vpath = argv[2];
+   char err[1024];
+   printf("test_engine: %s vs %s\n", wpath, vpath);
+   shapes_engine_set_threads(1);
+   vec = st_open(vpath, ST_F32 | ST_I32, err, sizeof err);
+   if (vec == NULL) {
+      printf("FAIL cannot read the test vectors: %s\n(run Plugins/shapes/tests/refresh_vectors.sh)\n", err);
+      tu_failed++;
+      return tu_finish();
+   }
+   /* 1. The vectors must come from exactly these weights. */
+   char sha[65];
+   const char *want = st_meta(vec, "weights_sha256");
+   if (sha256_file_hex(wpath, sha) != 0) {
+      printf("FAIL cannot read the weights %s\n", wpath);
+      tu_failed++;
+      return tu_finish();
+   }
+   if (want == NULL || strcmp(want, sha) != 0) {
+      printf("FAIL test vectors were exported from weights %s, the weights file is %s: "
+             "run Plugins/shapes/tests/refresh_vectors.sh\n", want ? want : "(unknown)", sha);
+      tu_failed++;
+      return tu_finish();
+   }
+   tu_passed++;
+   printf("  weights sha256 %.16s... (training step %s) matches the vectors\n", sha,
+          st_meta(vec, "weights_steps") ? st_meta(vec, "weights_steps") : "?");
+
+   shapes_engine_t *e = shapes_engine_load(wpath, err, sizeof err);
+   CHECK(e != NULL, "load: %s", err);
+   if (e == NULL)
+      return tu_finish();
+   const shapes_config_t *c = shapes_engine_config(e);
+   printf("  config: width %d, mid_layers %d, text_layers %d, condition %d, hidden %d, context %d floats\n",
+          c->width, c->mid_layers, c->text_layers, c->condition_size, c->hidden_size, c->context_size);
+   const char *ml = st_meta(vec, "mid_layers");
+   CHECK(ml != NULL && atoi(ml) == c->mid_layers, "vectors mid_layers %s != engine %d", ml ? ml : "?", c->mid_layers);
+
+   /* 2. Tokenizer. */
+   const char *cases_json = st_meta(vec, "tokenizer_cases");
+   sj_value *cases = cases_json ? sj_parse(cases_json, strlen(cases_json), err, sizeof err) : NULL;
+   CHECK(cases != NULL && cases->type == SJ_ARRAY, "tokenizer_cases metadata missing or bad");
+   for (size_t i = 0; cases != NULL && i < cases->length; i++) {
+      const sj_value *cs = &cases->items[i];
+      const char *caption = cs->items[0].string;
+      int32_t ids[64];
+      int rc = shapes_tokenize(e, caption, ids, err, sizeof err);
+      if (cs->items[1].type == SJ_NULL) {
+         CHECK(rc == SHAPES_EINVAL, "tokenize(\"%s\") should fail", caption);
+         if (rc != SHAPES_OK) printf("  tokenize(\"%s\") -> %s\n", caption, err);
+      } else {
+         int same = rc == SHAPES_OK;
+         for (int k = 0; same && k < c->max_tokens; k++)
+            same = (uint64_t)ids[k] == cs->items[1].items[k].uint_value;
+         CHECK(same, "tokenize(\"%s\") differs from world.encode (rc %d: %s)", caption, rc, rc ? err : "");
+      }
+   }
+   sj_free(cases);
+
+   /* 3. Forward pieces. */
+   size_t nx, ntok;
+   float *tokf = get("tokens", &ntok), *x = get("x", &nx), *t = get("t", NULL);
+   const uint32_t R = (uint32_t)(ntok / (size_t)c->max_tokens);
+   int32_t *ids = malloc(ntok * sizeof *ids);
+   for (size_t i = 0; i < ntok; i++) ids[i] = (int32_t)tokf[i];
+   const size_t L = (size_t)c->max_tokens, D = (size_t)c->width;
+   float *cond = malloc((size_t)R * c->condition_size * sizeof *cond);
+   float *h0 = malloc((size_t)R * L * D * sizeof *h0);
+   CHECK(shapes_text_hidden(e, R, ids, 1, h0, err, sizeof err) == 0, "text_hidden: %s", err);
+   float *ref = get("txt_block0", NULL);
+   CHECK_CLOSE("text block 0", h0, ref, R * L * D, TOL);
+   free(ref);
+   CHECK(shapes_encode_text(e, R, ids, cond, err, sizeof err) == 0, "encode_text: %s", err);
+   float *txt = malloc((size_t)R * L * D * sizeof *txt);
+   for (uint32_t r = 0; r < R; r++)
+      memcpy(txt + r * L * D, cond + (size_t)r * c->condition_size, L * D * sizeof *txt);
+   ref = get("txt", NULL);
+   CHECK_CLOSE("txt (text encoder)", txt, ref, R * L * D, TOL);
+   /* pooled part = mean of the tokens */
+   double perr = 0.0;
+   for (uint32_t r = 0; r < R; r++)
+      for (size_t d = 0; d < D; d++) {
+         double s = 0.0;
+         for (size_t l = 0; l < L; l++) s += ref[(r * L + l) * D + d];
+         double got = cond[(size_t)r * c->condition_size + L * D + d];
+         if (fabs(got - s / (double)L) > perr) perr = fabs(got - s / (double)L);
+      }
+   printf("  %-22s max|err| %.3g\n", "pooled", perr);
+   CHECK(perr < TOL, "pooled text vector error %.3g", perr);
+   free(ref);
+   /* a caption through the public encode equals the tokens path */
+   float *cond1 = malloc((size_t)c->condition_size * sizeof *cond1);
+   CHECK(shapes_encode(e, "a red circle left of a blue square", cond1, err, sizeof err) == 0, "encode: %s", err);
+   CHECK(memcmp(cond1, cond, (size_t)c->condition_size * sizeof *cond1) == 0, "encode(caption) != encode_text(ids)");
+   CHECK(shapes_encode(e, "a purple circle", cond1, err, sizeof err) == SHAPES_EINVAL && strstr(err, "purple"),
+         "unknown word should be refused naming it: %s", err);
+
+   float *hidden = malloc((size_t)R * c->hidden_size * sizeof *hidden);
+   float *context = malloc((size_t)R * c->context_size * sizeof *context);
+   CHECK(shapes_prologue(e, R, x, t, cond, hidden, context, err, sizeof err) == 0, "prologue: %s", err);
+   float *cs = malloc((size_t)R * c->cond_dim * sizeof *cs);
+   const size_t e1 = (size_t)c->ch1 * c->n_img;
+   float *enc1 = malloc((size_t)R * e1 * sizeof *enc1);
+   for (uint32_t r = 0; r < R; r++) {
+      memcpy(cs + (size_t)r * c->cond_dim, shapes_context_cs(e, context, r), (size_t)c->cond_dim * sizeof *cs);
+      memcpy(enc1 + r * e1, shapes_context_enc1(e, context, r), e1 * sizeof *enc1);
+   }
+   ref = get("cs", NULL);
+   CHECK_CLOSE("cs (conditioning)", cs, ref, (size_t)R * c->cond_dim, TOL);
+   free(ref);
+   ref = get("enc1", NULL);
+   CHECK_CLOSE("enc1", enc1, ref, R * e1, TOL);
+   free(ref);
+   ref = get("mid_in", NULL);
+   CHECK_CLOSE("mid_in", hidden, ref, (size_t)R * c->hidden_size, TOL);
+   free(ref);
+   for (int i = 0; i < c->mid_layers; i++) {
+      CHECK(shapes_block(e, (uint32_t)i, R, hidden, context, err, sizeof err) == 0, "block %d: %s", i, err);
+      if (i == 0 || i == c->mid_layers - 1) {
+         ref = get(i == 0 ? "mid0" : "mid_last", NULL);
+         CHECK_CLOSE(i == 0 ? "mid block 0" : "mid block last", hidden, ref, (size_t)R * c->hidden_size, TOL);
+         free(ref);
+      }
+   }
+   float *mid_out = malloc((size_t)R * e1 * sizeof *mid_out);
+   float *v_blocks = malloc(nx * sizeof *v_blocks), *v = malloc(nx * sizeof *v);
+   CHECK(shapes_epilogue(e, R, hidden, context, v_blocks, mid_out, err, sizeof err) == 0, "epilogue: %s", err);
+   ref = get("mid_out", NULL);
+   CHECK_CLOSE("mid_out", mid_out, ref, R * e1, TOL);
+   free(ref);
+   float *vref = get("v", NULL);
+   CHECK_CLOSE("v (blocks path)", v_blocks, vref, nx, TOL);
+   CHECK(shapes_velocity(e, R, x, t, cond, v, err, sizeof err) == 0, "velocity: %s", err);
+   CHECK_CLOSE("v (velocity)", v, vref, nx, TOL);
+   CHECK(memcmp(v, v_blocks, nx * sizeof *v) == 0, "prologue + blocks + epilogue != velocity bit for bit");
+   /* determinism: same call twice */
+   float *v2 = malloc(nx * sizeof *v2);
+   shapes_velocity(e, R, x, t, cond, v2, NULL, 0);
+   CHECK(memcmp(v, v2, nx * sizeof *v) == 0, "velocity is not deterministic");
+   /* batch independence (to rounding): rows one at a time */
+   const size_t ls = (size_t)c->latent_size;
+   for (uint32_t r = 0; r < R; r++)
+      shapes_velocity(e, 1, x + r * ls, t + r, cond + (size_t)r * c->condition_size, v2 + r * ls, NULL, 0);
+   CHECK_CLOSE("v (batch of 1 vs 4)", v2, v, nx, 1e-4);
+
+   /* 4. Two threads on the same engine at once give the single-thread result bit for bit. */
+   {
+      thread_arg_t a[2];
+      pthread_t th[2];
+      for (int k = 0; k < 2; k++) {
+         a[k] = (thread_arg_t){e, R, x, t, cond, malloc(nx * sizeof(float)), 5, -1};
+         pthread_create(&th[k], NULL, thread_main, &a[k]);
+      }
+      for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+      for (int k = 0; k < 2; k++) {
+         CHECK(a[k].rc == 0, "thread %d failed", k);
+         CHECK(memcmp(a[k].v, v, nx * sizeof *v) == 0, "thread %d result differs from the single-thread one", k);
+         free(a[k].v);
+      }
+      printf("  2 threads x 5 velocity calls: identical to the single-thread result\n");
+   }
+
+   /* 5. Guided sampling, 8 Euler steps, CFG 1.75 against "" (model.sample). */
+   {
+      size_t ns;
+      float *noise = get("sample_noise", &ns), *stf = get("sample_tokens", NULL), *sref = get("sample_out", NULL);
+      const uint32_t B = (uint32_t)(ns / ls);
+      int32_t *sid = calloc((size_t)2 * B * L, sizeof *sid); /* B prompts then B empty prompts */
+      for (size_t i = 0; i < B * L; i++) sid[i] = (int32_t)stf[i];
+      float *sc = malloc((size_t)2 * B * c->condition_size * sizeof *sc);
+      shapes_encode_text(e, 2 * B, sid, sc, NULL, 0);
+      float *xs = malloc(2 * B * ls * sizeof *xs), *vs = malloc(2 * B * ls * sizeof *vs), *ts = malloc(2 * B * sizeof *ts);
+      memcpy(xs, noise, B * ls * sizeof *xs);
+      const int steps = 8;
+      const float g = 1.75f;
+      for (int i = 0; i < steps; i++) {
+         const float ti = 1.0f - (float)i / steps, tn = 1.0f - (float)(i + 1) / steps;
+         memcpy(xs + B * ls, xs, B * ls * sizeof *xs);
+         for (uint32_t k = 0; k < 2 * B; k++) ts[k] = ti;
+         shapes_velocity(e, 2 * B, xs, ts, sc, vs, NULL, 0);
+         for (size_t j = 0; j < B * ls; j++) {
+            const float vn = vs[B * ls + j], vp = vs[j];
+            xs[j] += (tn - ti) * (vn + g * (vp - vn));
+         }
+      }
+      for (size_t j = 0; j < B * ls; j++) xs[j] = xs[j] < -1.0f ? -1.0f : xs[j] > 1.0f ? 1.0f : xs[j];
+      CHECK_CLOSE("sample (8 steps, CFG)", xs, sref, B * ls, 5e-3);
+      free(noise); free(stf); free(sref); free(sid); free(sc); free(xs); free(vs); free(ts);
+   }
+
+   /* 6. Timing (informative). */
+   {
+      struct timespec a, b;
+      clock_gettime(CLOCK_MONOTONIC, &a);
+      for (int k = 0; k < 3; k++) shapes_velocity(e, R, x, t, cond, v2, NULL, 0);
+      clock_gettime(CLOCK_MONOTONIC, &b);
+      double ms = ((double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6) / (3.0 * R);
+      printf("  velocity: %.2f ms per sample (batch %u, this build's BLAS threads)\n", ms, R);
+   }
+
+   free(tokf); free(x); free(t); free(ids); free(cond); free(h0); free(txt); free(cond1); free(hidden);
+   free(context); free(cs); free(enc1); free(mid_out); free(v_blocks); free(v); free(vref); free(v2);
+   shapes_engine_free(e);
+   st_close(vec);
+   return tu_finish();
+}

@@ -1,0 +1,278 @@
+/* test_plugin.c: the shapes model plugin through the Assay ABI (dlopen, entry, factory,
+ * instance, assay.model/1 and assay.model-blocks/1), with a minimal fake host.
+ *
+ *   test_plugin PATH/shapes.so WEIGHTS
+ *
+ * Checks: exactly the ABI's exported symbol, descriptor, refusal reasons (missing weights,
+ * corrupt weights, bad options), weights found beside the library, info, encode (and its
+ * errors), velocity determinism, prologue + all blocks + epilogue == velocity bit for bit,
+ * a cached evaluation (skipping blocks), decode rounding, two threads at once. */
+#define _POSIX_C_SOURCE 200809L
+#include <assay/assay.h>
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include "testutil.h"
+
+static char last_error[2048];
+static int errors_with_call, errors_without_call;
+
+static void host_report(const assay_host_t *host, const assay_call_t *call, const char *message) {
+   (void)host;
+   snprintf(last_error, sizeof last_error, "%s", message);
+   if (call) errors_with_call++; else errors_without_call++;
+}
+static void host_log(const assay_host_t *host, const assay_call_t *call, assay_log_level_t level, const char *m) {
+   (void)host; (void)call; (void)level;
+   printf("  [log] %s\n", m);
+}
+static bool host_cancelled(const assay_host_t *host, const assay_call_t *call) {
+   (void)host; (void)call;
+   return false;
+}
+static const void *host_ext(const assay_host_t *host, const char *id) {
+   (void)host; (void)id;
+   return NULL;
+}
+
+static const assay_host_t host = {ASSAY_VERSION_INIT, NULL, "test_plugin", "0", host_ext, host_log,
+                                  host_cancelled, host_report};
+static const assay_call_t call = {&host, 1, NULL};
+static const assay_plugin_factory_t *factory;
+
+/* Creates + inits an instance with the given options; NULL (with last_error) on refusal. */
+static const assay_plugin_t *make(const assay_option_t *opts, uint32_t count, assay_result_t *rc) {
+   const assay_plugin_t *p = factory->create_plugin(factory, &host, "shapes");
+   if (p == NULL) return NULL;
+   assay_options_t o = {count, count ? opts : NULL};
+   last_error[0] = 0;
+   *rc = p->init(p, &o);
+   if (*rc != ASSAY_OK) {
+      p->destroy(p);
+      return NULL;
+   }
+   return p;
+}
+
+typedef struct targ {
+   const assay_plugin_t *p;
+   const assay_model_ext_t *m;
+   uint32_t n;
+   const float *x, *t, *c;
+   float *v;
+   assay_result_t rc;
+} targ_t;
+
+static void *tmain(void *a) {
+   targ_t *t = a;
+   for (int r = 0; r < 4; r++)
+      t->rc = t->m->velocity(t->p, &call, t->n, t->x, t->t, t->c, t->v);
+   return NULL;
+}
+
+int main(int argc, char **argv) {
+   if (argc != 3) {
+      fprintf(stderr, "usage: %s shapes.so WEIGHTS\n", argv[0]);
+      return 2;
+   }
+   const char *so = argv[1], *weights = argv[2];
+   printf("test_plugin: %s\n", so);
+   void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+   CHECK(lib != NULL, "dlopen: %s", dlerror());
+   if (lib == NULL) return tu_finish();
+   const assay_plugin_entry_t *entry = dlsym(lib, ASSAY_ENTRY_SYMBOL);
+   CHECK(entry != NULL, "no assay_entry");
+   if (entry == NULL) return tu_finish();
+   CHECK(entry->abi_version.major == ASSAY_VERSION_MAJOR, "ABI major %u", entry->abi_version.major);
+   CHECK(dlsym(lib, "shapes_engine_load") == NULL && dlsym(lib, "op_linear") == NULL,
+         "engine symbols must stay hidden (only assay_entry is exported)");
+   CHECK(entry->init(so), "entry init refused");
+   factory = entry->get_factory(ASSAY_PLUGIN_FACTORY_ID);
+   CHECK(factory != NULL && factory->get_plugin_count(factory) == 1, "factory");
+   const assay_plugin_descriptor_t *d = factory->get_plugin_descriptor(factory, 0);
+   CHECK(d != NULL && strcmp(d->id, "shapes") == 0 && d->kind == ASSAY_KIND_MODEL, "descriptor");
+   CHECK(factory->create_plugin(factory, &host, "nope") == NULL, "unknown id must give NULL");
+
+   /* Refusals. */
+   assay_result_t rc;
+   assay_option_t o_missing = {"weights", ASSAY_OPTION_STRING, "/nonexistent/shapes-base.safetensors", 0};
+   CHECK(make(&o_missing, 1, &rc) == NULL && rc == ASSAY_ERR_IO && strstr(last_error, "cannot open") &&
+            errors_without_call > 0,
+         "missing weights: rc %d, reason \"%s\"", rc, last_error);
+   printf("  missing weights -> %s\n", last_error);
+   char bad[4200];
+   snprintf(bad, sizeof bad, "%s.truncated-for-test", weights);
+   {
+      size_t n;
+      unsigned char *b = tu_read_file(weights, &n);
+      FILE *f = fopen(bad, "wb");
+      if (b && f) fwrite(b, 1, n / 2, f);
+      if (f) fclose(f);
+      free(b);
+   }
+   assay_option_t o_bad = {"weights", ASSAY_OPTION_STRING, bad, 0};
+   CHECK(make(&o_bad, 1, &rc) == NULL && rc == ASSAY_ERR_IO && strstr(last_error, "truncated"),
+         "truncated weights: rc %d, reason \"%s\"", rc, last_error);
+   printf("  truncated weights -> %.200s...\n", last_error);
+   remove(bad);
+   assay_option_t o_threads[2] = {{"weights", ASSAY_OPTION_STRING, weights, 0}, {"threads", ASSAY_OPTION_NUMBER, NULL, 0.5}};
+   CHECK(make(o_threads, 2, &rc) == NULL && rc == ASSAY_ERR_INVALID_ARGUMENT && strstr(last_error, "threads"),
+         "threads = 0.5 must be refused naming the key: %s", last_error);
+   o_threads[1].type = ASSAY_OPTION_STRING;
+   o_threads[1].string = "two";
+   CHECK(make(o_threads, 2, &rc) == NULL && rc == ASSAY_ERR_INVALID_ARGUMENT, "threads as a string must be refused");
+
+   /* Weights beside the library (the Makefile copies them), if present. */
+   {
+      char beside[4200];
+      snprintf(beside, sizeof beside, "%s", so);
+      char *slash = strrchr(beside, '/');
+      if (slash) strcpy(slash + 1, "shapes-base.safetensors");
+      FILE *f = fopen(beside, "rb");
+      if (f != NULL) {
+         fclose(f);
+         const assay_plugin_t *p = make(NULL, 0, &rc);
+         CHECK(p != NULL, "weights beside the library should load: %s", last_error);
+         if (p) p->destroy(p);
+      } else {
+         printf("  (no %s: skipping the beside-the-library case)\n", beside);
+      }
+   }
+
+   /* A working instance. */
+   assay_option_t o_ok[3] = {{"weights", ASSAY_OPTION_STRING, weights, 0}, {"threads", ASSAY_OPTION_NUMBER, NULL, 1},
+                             {"unknown-key", ASSAY_OPTION_STRING, "ignored", 0}};
+   const assay_plugin_t *p = make(o_ok, 3, &rc);
+   CHECK(p != NULL, "init: %s", last_error);
+   if (p == NULL) return tu_finish();
+   const assay_model_ext_t *m = p->get_extension(p, ASSAY_EXT_MODEL);
+   const assay_model_blocks_ext_t *bx = p->get_extension(p, ASSAY_EXT_MODEL_BLOCKS);
+   CHECK(m != NULL && bx != NULL, "extensions");
+   CHECK(p->get_extension(p, "assay.sampler/1") == NULL, "no sampler interface");
+   if (m == NULL || bx == NULL) return tu_finish();
+   assay_model_info_t info;
+   m->get_info(p, &info);
+   printf("  info: latent %ux%ux%u, image %ux%u, condition %u, steps %u, guidance %.2f, shift %.2f\n",
+          info.latent_channels, info.latent_height, info.latent_width, info.image_width, info.image_height,
+          info.condition_size, info.default_steps, (double)info.default_guidance, (double)info.schedule_shift);
+   CHECK(info.latent_channels == 3 && info.latent_height == 32 && info.latent_width == 32 && info.image_width == 32 &&
+            info.image_height == 32, "shape");
+   CHECK(info.default_steps >= 1 && info.default_guidance > 0.0f && info.schedule_shift > 0.0f, "defaults");
+   assay_model_blocks_info_t bi;
+   bx->get_info(p, &bi);
+   printf("  blocks: %u middle blocks, hidden %u (= %u x %u), context %u floats; GFLOP/sample prologue %.3f, "
+          "block %.3f, epilogue %.3f\n", bi.block_count, bi.hidden_size, bi.tokens, bi.width, bi.context_size,
+          bi.prologue_flops / 1e9, bi.block_flops / 1e9, bi.epilogue_flops / 1e9);
+   CHECK(bi.block_count >= 1 && bi.hidden_size == bi.tokens * bi.width && bi.context_size > 0 && bi.block_flops > 0,
+         "blocks info");
+
+   const uint32_t n = 3, S = info.latent_channels * info.latent_height * info.latent_width, CS = info.condition_size;
+   float *cond = malloc((size_t)n * CS * sizeof *cond), *x = malloc((size_t)n * S * sizeof *x);
+   float t[3] = {1.0f, 0.55f, 0.1f};
+   const char *prompts[3] = {"a red circle", "TWO  blue squares", ""};
+   for (uint32_t i = 0; i < n; i++)
+      CHECK(m->encode(p, &call, prompts[i], cond + (size_t)i * CS) == ASSAY_OK, "encode \"%s\": %s", prompts[i], last_error);
+   errors_with_call = 0;
+   CHECK(m->encode(p, &call, "a purple circle", cond) == ASSAY_ERR_INVALID_ARGUMENT && strstr(last_error, "purple") &&
+            errors_with_call == 1,
+         "unknown word: %s", last_error);
+   printf("  encode(\"a purple circle\") -> %.160s...\n", last_error);
+   m->encode(p, &call, "a red circle", cond);
+   CHECK(m->encode(p, &call, "one two three four red green blue yellow circle", cond + CS) == ASSAY_ERR_INVALID_ARGUMENT &&
+            strstr(last_error, "max is 8"),
+         "too long: %s", last_error);
+   m->encode(p, &call, prompts[1], cond + CS);
+   unsigned seed = 7;
+   for (size_t i = 0; i < (size_t)n * S; i++) {
+      seed = seed * 1664525u + 1013904223u;
+      x[i] = ((float)(seed >> 8) / 16777216.0f) * 4.0f - 2.0f;
+   }
+   float *v = malloc((size_t)n * S * sizeof *v), *v2 = malloc((size_t)n * S * sizeof *v2);
+   CHECK(m->velocity(p, &call, n, x, t, cond, v) == ASSAY_OK, "velocity: %s", last_error);
+   CHECK(m->velocity(p, &call, n, x, t, cond, v2) == ASSAY_OK && memcmp(v, v2, (size_t)n * S * sizeof *v) == 0,
+         "velocity not deterministic");
+   float tbad[3] = {1.5f, 0.5f, 0.5f};
+   CHECK(m->velocity(p, &call, n, x, tbad, cond, v2) == ASSAY_ERR_INVALID_ARGUMENT && strstr(last_error, "t[0]"),
+         "t outside [0,1] must be refused: %s", last_error);
+
+   /* Blocks: full evaluation == velocity bit for bit. */
+   float *hidden = malloc((size_t)n * bi.hidden_size * sizeof *hidden);
+   float *context = malloc((size_t)n * bi.context_size * sizeof *context);
+   CHECK(bx->prologue(p, &call, n, x, t, cond, hidden, context) == ASSAY_OK, "prologue: %s", last_error);
+   for (uint32_t i = 0; i < bi.block_count; i++)
+      CHECK(bx->block(p, &call, i, n, hidden, context) == ASSAY_OK, "block %u: %s", i, last_error);
+   CHECK(bx->epilogue(p, &call, n, hidden, context, v2) == ASSAY_OK, "epilogue: %s", last_error);
+   double e = tu_max_err(v2, v, (size_t)n * S, NULL);
+   printf("  prologue + %u blocks + epilogue vs velocity: max|diff| %.3g\n", bi.block_count, e);
+   CHECK(memcmp(v, v2, (size_t)n * S * sizeof *v) == 0, "blocks path differs from velocity (max %.3g)", e);
+   CHECK(bx->block(p, &call, bi.block_count, n, hidden, context) == ASSAY_ERR_INVALID_ARGUMENT,
+         "block index out of range must be refused");
+   /* Samples are independent: one sample's state alone gives the same velocity (to rounding). */
+   {
+      float *h1 = malloc(bi.hidden_size * sizeof *h1), *c1 = malloc(bi.context_size * sizeof *c1), *v1 = malloc(S * sizeof *v1);
+      bx->prologue(p, &call, 1, x + S, t + 1, cond + CS, h1, c1);
+      for (uint32_t i = 0; i < bi.block_count; i++) bx->block(p, &call, i, 1, h1, c1);
+      bx->epilogue(p, &call, 1, h1, c1, v1);
+      double e1 = tu_max_err(v1, v + S, S, NULL);
+      CHECK(e1 < 1e-4, "sample 1 alone differs by %.3g", e1);
+      /* DBCache-style cached evaluation: reuse the residual of blocks 1.. from a full pass at a
+       * nearby t; the result stays close to the full one. */
+      float *hA = malloc(bi.hidden_size * sizeof *hA), *res = malloc(bi.hidden_size * sizeof *res);
+      float tt = t[1] + 0.02f;
+      bx->prologue(p, &call, 1, x + S, &tt, cond + CS, h1, c1);
+      bx->block(p, &call, 0, 1, h1, c1);
+      memcpy(hA, h1, bi.hidden_size * sizeof *hA);
+      for (uint32_t i = 1; i < bi.block_count; i++) bx->block(p, &call, i, 1, h1, c1);
+      for (uint32_t k = 0; k < bi.hidden_size; k++) res[k] = h1[k] - hA[k];
+      bx->prologue(p, &call, 1, x + S, t + 1, cond + CS, h1, c1);
+      bx->block(p, &call, 0, 1, h1, c1);
+      for (uint32_t k = 0; k < bi.hidden_size; k++) h1[k] += res[k];
+      bx->epilogue(p, &call, 1, h1, c1, v1);
+      double ec = tu_max_err(v1, v + S, S, NULL);
+      printf("  cached evaluation (blocks 1..%u skipped, residual from t+0.02): max|v - v_full| %.3g, "
+             "FLOP saving %.0f%%\n", bi.block_count - 1, ec,
+             100.0 * (bi.block_count - 1) * bi.block_flops /
+                (bi.prologue_flops + bi.block_count * bi.block_flops + bi.epilogue_flops));
+      CHECK(ec < 0.5, "cached evaluation far from the full one (%.3g)", ec);
+      free(h1); free(c1); free(v1); free(hA); free(res);
+   }
+
+   /* Decode: round((clamp(x) + 1) * 127.5), ties to even, NaN -> 0. */
+   {
+      float *xd = calloc(S, sizeof *xd);
+      uint8_t *rgb = malloc((size_t)info.image_width * info.image_height * 3);
+      const float vals[6] = {-1.0f, 1.0f, 0.0f, -2.0f, 5.0f, NAN};
+      const uint8_t want[6] = {0, 255, 128, 0, 255, 0};
+      const uint32_t plane = info.image_width * info.image_height;
+      for (int k = 0; k < 6; k++) xd[k] = vals[k];
+      xd[plane + 0] = 1.0f; /* G of pixel 0 */
+      CHECK(m->decode(p, &call, 1, xd, rgb) == ASSAY_OK, "decode");
+      int ok = 1;
+      for (int k = 0; k < 6; k++) ok &= rgb[k * 3] == want[k];
+      CHECK(ok && rgb[1] == 255 && rgb[2] == 128, "decode values: %u %u %u %u %u %u / G %u B %u", rgb[0], rgb[3], rgb[6],
+            rgb[9], rgb[12], rgb[15], rgb[1], rgb[2]);
+      free(xd);
+      free(rgb);
+   }
+
+   /* Two job threads on the same instance. */
+   {
+      targ_t a[2];
+      pthread_t th[2];
+      for (int k = 0; k < 2; k++) {
+         a[k] = (targ_t){p, m, n, x, t, cond, malloc((size_t)n * S * sizeof(float)), -1};
+         pthread_create(&th[k], NULL, tmain, &a[k]);
+      }
+      for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+      for (int k = 0; k < 2; k++) {
+         CHECK(a[k].rc == ASSAY_OK && memcmp(a[k].v, v, (size_t)n * S * sizeof *v) == 0, "thread %d result differs", k);
+         free(a[k].v);
+      }
+   }
+
+   free(cond); free(x); free(v); free(v2); free(hidden); free(context);
+   p->destroy(p);
+   entry->deinit();
+   dlclose(lib);
+   return tu_finish();
+}
