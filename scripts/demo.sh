@@ -14,7 +14,10 @@ DAEMON=$!
 trap "kill $DAEMON 2>/dev/null || true" EXIT
 for _ in $(seq 100); do busctl --user status io.assay.Assay1 >/dev/null 2>&1 && break; sleep 0.05; done
 "$BIN/assayctl" plugins
-"$BIN/assayctl" generate "a red disk top left" --strategy best-of-n -n 8 --seed 7 --out "$OUT/best-of-8.png" --contact-sheet "$OUT/candidates.png"
-"$BIN/assayctl" generate "a red disk top left" --strategy single --seed 7 --out "$OUT/single.png"
+PROMPT=${DEMO_PROMPT:-"a red circle left of a blue square"}
+# The same seed: best-of-8's candidate 0 is exactly the single sample, so the
+# comparison shows what searching seven more noises buys.
+"$BIN/assayctl" generate "$PROMPT" --strategy single --seed 7 --out "$OUT/single.png"
+"$BIN/assayctl" generate "$PROMPT" --strategy best-of-n -n 8 --seed 7 --out "$OUT/best-of-8.png" --contact-sheet "$OUT/candidates.png"
 echo "demo: results in $OUT/"
 ' demo "$BIN" "$OUT"

@@ -29,7 +29,7 @@ final class ReadmeTests: XCTestCase {
         XCTAssertTrue(first.stdout.contains("s \"done\"") && first.stdout.contains("u 320"), first.stdout)
         let second = Shell.run(["bash", "-euo", "pipefail", "-c", blocks[1].code], environment: env)
         XCTAssertEqual(second.status, 0, second.stderr)
-        XCTAssertTrue(second.stdout.contains("'Prompt': <'a blue disk'>") && second.stdout.contains("Submit("), second.stdout)
+        XCTAssertTrue(second.stdout.contains("'Prompt': <'two green triangles'>") && second.stdout.contains("Submit("), second.stdout)
         let python = Shell.run(["/usr/bin/python3", "-c", blocks[2].code], environment: env)
         XCTAssertEqual(python.status, 0, python.stderr)
         XCTAssertTrue(python.stdout.hasPrefix("done "), python.stdout)
