@@ -6,6 +6,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Elementwise kernels get an AVX2 (x86-64-v3) clone picked at load time by an ifunc, plus
+ * the baseline one; the matmuls dispatch inside OpenBLAS. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) && !defined(SHAPES_NO_CLONES)
+#define OP_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define OP_CLONES
+#endif
+
 /* exp(x) for float, written so that the compiler can vectorise loops around it (no libm
  * call, no branch): Cody-Waite range reduction and the Cephes polynomial, about 1 ulp.
  * The input is clamped to [-80, 80]: neither the result nor anything the callers derive
@@ -35,12 +43,14 @@ static inline float op_expf(float x) {
    return y * scale;
 }
 
+OP_CLONES
 void op_silu(float *x, size_t count) {
    for (size_t i = 0; i < count; i++)
       x[i] = x[i] * (1.0f / (1.0f + op_expf(-x[i])));
 }
 
 /* 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3). */
+OP_CLONES
 void op_gelu_tanh(float *x, size_t count) {
    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
    for (size_t i = 0; i < count; i++) {
@@ -74,52 +84,68 @@ static void op_add_bias_rows(int rows, size_t cols, const float *bias, float *ou
    }
 }
 
-void op_conv3x3(int n, int cin, int H, int W, const float *in, int cout, int stride, int up,
-                const float *weight, const float *bias, float beta, float *out, float *col) {
-   const int Hu = H * up, Wu = W * up;
-   const int Ho = Hu / stride, Wo = Wu / stride;
-   const size_t plane_in = (size_t)H * W, plane_out = (size_t)Ho * Wo;
-   const size_t ncols = (size_t)n * plane_out;
-   /* im2col: row (ci, ky, kx), column (b, yo, xo). */
-   for (int ci = 0; ci < cin; ci++) {
-      for (int ky = 0; ky < 3; ky++) {
+/* Columns of one im2col chunk: the chunk is packed by OpenBLAS right after we write it, so
+ * keeping it around L2 size avoids a round trip through memory (measured ~15% faster than
+ * one im2col of the whole batch). */
+#ifndef OP_COL_CHUNK_FLOATS
+#define OP_COL_CHUNK_FLOATS (160 * 1024)
+#endif
+
+/* im2col of output rows r0..r0+nr (row r = sample r / Ho, y = r % Ho) into col[cin*9][nr*Wo]:
+ * row (ci, ky, kx), column (r - r0) * Wo + xo. Zero padding 1; input index
+ * (y*stride + ky - 1) / up for nearest upsampling by `up`. */
+static void op_im2col(int n, int cin, int H, int W, const float *in, int stride, int up, int r0, int nr,
+                      float *col) {
+   const int Hu = H * up, Wu = W * up, Ho = Hu / stride, Wo = Wu / stride;
+   const size_t plane_in = (size_t)H * W, nc = (size_t)nr * Wo;
+   for (int ci = 0; ci < cin; ci++)
+      for (int ky = 0; ky < 3; ky++)
          for (int kx = 0; kx < 3; kx++) {
-            float *row = col + ((size_t)ci * 9 + (size_t)ky * 3 + (size_t)kx) * ncols;
-            for (int b = 0; b < n; b++) {
-               const float *src = in + ((size_t)ci * n + (size_t)b) * plane_in;
-               float *dst = row + (size_t)b * plane_out;
-               for (int yo = 0; yo < Ho; yo++) {
-                  const int yi = yo * stride + ky - 1;
-                  float *d = dst + (size_t)yo * Wo;
-                  if (yi < 0 || yi >= Hu) {
-                     memset(d, 0, (size_t)Wo * sizeof *d);
-                     continue;
-                  }
-                  const float *s = src + (size_t)(yi / up) * W;
-                  if (stride == 1 && up == 1) {
-                     /* xi = xo + kx - 1 */
-                     if (kx == 0) {
-                        d[0] = 0.0f;
-                        memcpy(d + 1, s, (size_t)(Wo - 1) * sizeof *d);
-                     } else if (kx == 1) {
-                        memcpy(d, s, (size_t)Wo * sizeof *d);
-                     } else {
-                        memcpy(d, s + 1, (size_t)(Wo - 1) * sizeof *d);
-                        d[Wo - 1] = 0.0f;
-                     }
+            float *crow = col + ((size_t)ci * 9 + (size_t)ky * 3 + (size_t)kx) * nc;
+            for (int r = r0; r < r0 + nr; r++) {
+               const int b = r / Ho, yo = r % Ho, yi = yo * stride + ky - 1;
+               float *d = crow + (size_t)(r - r0) * Wo;
+               if (yi < 0 || yi >= Hu) {
+                  memset(d, 0, (size_t)Wo * sizeof *d);
+                  continue;
+               }
+               const float *s = in + ((size_t)ci * n + (size_t)b) * plane_in + (size_t)(yi / up) * W;
+               if (stride == 1 && up == 1) {
+                  /* xi = xo + kx - 1: a shifted copy with one zero at an edge. */
+                  if (kx == 0) {
+                     d[0] = 0.0f;
+                     memcpy(d + 1, s, (size_t)(Wo - 1) * sizeof *d);
+                  } else if (kx == 1) {
+                     memcpy(d, s, (size_t)Wo * sizeof *d);
                   } else {
-                     for (int xo = 0; xo < Wo; xo++) {
-                        const int xi = xo * stride + kx - 1;
-                        d[xo] = (xi < 0 || xi >= Wu) ? 0.0f : s[xi / up];
-                     }
+                     memcpy(d, s + 1, (size_t)(Wo - 1) * sizeof *d);
+                     d[Wo - 1] = 0.0f;
+                  }
+               } else {
+                  for (int xo = 0; xo < Wo; xo++) {
+                     const int xi = xo * stride + kx - 1;
+                     d[xo] = (xi < 0 || xi >= Wu) ? 0.0f : s[xi / up];
                   }
                }
             }
          }
-      }
+}
+
+void op_conv3x3(int n, int cin, int H, int W, const float *in, int cout, int stride, int up,
+                const float *weight, const float *bias, float beta, float *out, float *col) {
+   const int Hu = H * up, Wu = W * up;
+   const int Ho = Hu / stride, Wo = Wu / stride;
+   const size_t ncols = (size_t)n * Ho * Wo;
+   const int K = cin * 9, rows_total = n * Ho;
+   int rows_chunk = (int)(OP_COL_CHUNK_FLOATS / ((size_t)K * Wo));
+   rows_chunk = rows_chunk < 1 ? 1 : rows_chunk > rows_total ? rows_total : rows_chunk;
+   for (int r0 = 0; r0 < rows_total; r0 += rows_chunk) {
+      const int nr = rows_total - r0 < rows_chunk ? rows_total - r0 : rows_chunk;
+      const size_t nc = (size_t)nr * Wo;
+      op_im2col(n, cin, H, W, in, stride, up, r0, nr, col);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)nc, K, 1.0f, weight, K, col, (int)nc,
+                  beta, out + (size_t)r0 * Wo, (int)ncols);
    }
-   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ncols, cin * 9, 1.0f, weight,
-               cin * 9, col, (int)ncols, beta, out, (int)ncols);
    op_add_bias_rows(cout, ncols, bias, out);
 }
 
@@ -131,6 +157,7 @@ void op_conv1x1(int n, int cin, int HW, const float *in, int cout, const float *
    op_add_bias_rows(cout, (size_t)ncols, bias, out);
 }
 
+OP_CLONES
 void op_groupnorm(int n, int C, int HW, int groups, float eps, const float *x, const float *gamma,
                   const float *beta, const float *film, int ldf, int silu, float *y) {
    const int cpg = C / groups;
@@ -177,6 +204,7 @@ void op_groupnorm(int n, int C, int HW, int groups, float eps, const float *x, c
    }
 }
 
+OP_CLONES
 void op_layernorm(int rows, int D, float eps, const float *x, int ldx, const float *gamma,
                   const float *beta, float *y, int ldy) {
    for (int r = 0; r < rows; r++) {
@@ -202,6 +230,7 @@ void op_layernorm(int rows, int D, float eps, const float *x, int ldx, const flo
    }
 }
 
+OP_CLONES
 void op_attention(int n, int N, int D, int heads, const float *qkv, float *o, float *S) {
    const int hd = D / heads, ld = 3 * D;
    const float scale = 1.0f / sqrtf((float)hd);
