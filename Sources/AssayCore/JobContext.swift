@@ -12,6 +12,8 @@ public final class JobContext: @unchecked Sendable {
     /// Every candidate finished so far, in index order of completion.
     public private(set) var candidates: [Candidate] = []
     public private(set) var verifierNs: UInt64 = 0
+    public private(set) var samplingNs: UInt64 = 0
+    public private(set) var decodeNs: UInt64 = 0
     private var measuredNFEPerCandidate: Int?
 
     init(job: Job, session: ModelSession, verifiers: [VerifierPlugin], sampler: SamplerPlugin?,
@@ -41,6 +43,7 @@ public final class JobContext: @unchecked Sendable {
     @discardableResult
     public func generate(indices: [Int]) throws -> [Candidate] {
         guard !indices.isEmpty else { return [] }
+        let samplingStart = DispatchTimeClock.now()
         let info = session.info
         let n = indices.count, ss = info.sampleSize
         let seeds = indices.map { seed(forCandidate: $0) }
@@ -91,7 +94,10 @@ public final class JobContext: @unchecked Sendable {
             }
         }
 
+        let decodeStart = DispatchTimeClock.now()
+        samplingNs += decodeStart - samplingStart
         let images = try session.model.decode(x, count: n, context: call)
+        decodeNs += DispatchTimeClock.now() - decodeStart
         var made: [Candidate] = []
         for (k, index) in indices.enumerated() {
             made.append(Candidate(index: index, seed: seeds[k], latent: Array(x[k * ss..<(k + 1) * ss]), image: images[k]))

@@ -91,6 +91,7 @@ public final class JobRunner: @unchecked Sendable {
         // Write what there is.
         let dir = store.directory(for: job.id)
         var resultPath = "", manifestPath = "", candidatesDir = ""
+        let writeStart = DispatchTimeClock.now()
         do {
             try FileIO.makeDirectories(dir)
             var records: [Manifest.CandidateRecord] = []
@@ -128,7 +129,10 @@ public final class JobRunner: @unchecked Sendable {
                 reflectorCalls: meter.reflectorCalls,
                 timings: .init(queuedMs: Double(startNs - job.submittedNs) / 1e6,
                                runMs: Double(DispatchTimeClock.now() - startNs) / 1e6,
-                               modelMs: Double(modelNs) / 1e6, verifierMs: Double(context?.verifierNs ?? 0) / 1e6))
+                               samplingMs: Double(context?.samplingNs ?? 0) / 1e6,
+                               modelMs: Double(modelNs) / 1e6, decodeMs: Double(context?.decodeNs ?? 0) / 1e6,
+                               verifierMs: Double(context?.verifierNs ?? 0) / 1e6,
+                               writeMs: Double(DispatchTimeClock.now() - writeStart) / 1e6))
             manifestPath = dir + "/manifest.json"
             try FileIO.write(try manifest.encoded(), to: manifestPath)
         } catch {

@@ -26,13 +26,22 @@ public struct Manifest: Codable, Sendable {
             case latentSHA256 = "latent_sha256"
         }
     }
+    /// Where a job's time went. `sampling_ms` is the time in the sampling loops (noise,
+    /// every evaluation with its guidance and bookkeeping, the integrator), of which
+    /// `model_ms` is inside the model plugin: their difference is the host's per-evaluation
+    /// overhead. `decode_ms`, `verifier_ms` and `write_ms` (PNG encoding and files) are
+    /// per-candidate and per-job costs around it.
     public struct Timings: Codable, Sendable {
         public var queuedMs: Double
         public var runMs: Double
+        public var samplingMs: Double
         public var modelMs: Double
+        public var decodeMs: Double
         public var verifierMs: Double
+        public var writeMs: Double
         enum CodingKeys: String, CodingKey {
-            case queuedMs = "queued_ms", runMs = "run_ms", modelMs = "model_ms", verifierMs = "verifier_ms"
+            case queuedMs = "queued_ms", runMs = "run_ms", samplingMs = "sampling_ms", modelMs = "model_ms"
+            case decodeMs = "decode_ms", verifierMs = "verifier_ms", writeMs = "write_ms"
         }
     }
 
