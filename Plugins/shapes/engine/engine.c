@@ -4,7 +4,6 @@
 #include "engine.h"
 
 #include <cblas.h>
-#include <ctype.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -474,7 +473,13 @@ static workspace_t *ws_alloc(const shapes_engine_t *e, int cap) {
    const size_t n = (size_t)cap, D = (size_t)c->width, N = (size_t)c->n_seq;
    const size_t S1 = (size_t)e->S1, S2 = (size_t)e->S2, c0 = (size_t)c->ch0, c1 = (size_t)c->ch1;
    const size_t big = imax(imax(2 * c0 * S1, 2 * c1 * S2), (size_t)e->p2c * S1);
-   size_t colsz = imax(imax(2 * c1 * 9 * S2, c1 * 9 * S1), imax(2 * c0 * 9 * S1, (size_t)e->p2c * 9 * S1));
+   /* Every convolution of the model: (cin, input width, stride, upsampling). */
+   const int convs[][4] = {{e->p2c, e->H1, 1, 1}, {c->ch0, e->H1, 1, 1}, {c->ch0, e->H1, 2, 1},
+                           {c->ch1, e->H2, 1, 1}, {2 * c->ch1, e->H2, 1, 1}, {c->ch1, e->H2, 1, 2},
+                           {2 * c->ch0, e->H1, 1, 1}};
+   size_t colsz = 0;
+   for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
+      colsz = imax(colsz, op_conv3x3_col_floats(convs[i][0], convs[i][1], convs[i][2], convs[i][3]));
    const size_t sizes[] = {
       (size_t)e->p2c * S1 * n,          /* z */
       c0 * S1 * n,                      /* h16 */
@@ -483,7 +488,7 @@ static workspace_t *ws_alloc(const shapes_engine_t *e, int cap) {
       2 * c1 * S2 * n,                  /* cat2 */
       big * n,                          /* tA */
       big * n,                          /* tB */
-      colsz * n,                        /* col */
+      colsz,                            /* col (chunked, independent of n) */
       (size_t)c->time_freq_dim * n,     /* temb */
       (size_t)c->cond_dim * n,          /* c1 */
       2 * imax(c0, c1) * n,             /* film */
@@ -556,6 +561,10 @@ static shapes_engine_t *mut(const shapes_engine_t *e) { return (shapes_engine_t 
 
 /* ---- tokenizer and text encoder -------------------------------------------------------- */
 
+/* ASCII-only and locale-independent (the host may have called setlocale). */
+static int tok_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static char tok_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
 int shapes_tokenize(const shapes_engine_t *e, const char *caption, int32_t *ids, char *err, size_t errlen) {
    if (caption == NULL || ids == NULL) {
       eerr(err, errlen, "tokenize: NULL argument");
@@ -567,21 +576,21 @@ int shapes_tokenize(const shapes_engine_t *e, const char *caption, int32_t *ids,
    int count = 0;
    const char *p = caption;
    for (;;) {
-      while (*p != 0 && isspace((unsigned char)*p))
+      while (*p != 0 && tok_space(*p))
          p++;
       if (*p == 0)
          break;
       const char *s = p;
-      while (*p != 0 && !isspace((unsigned char)*p))
+      while (*p != 0 && !tok_space(*p))
          p++;
       size_t len = (size_t)(p - s);
       if (count >= L) {
          int words = count;
          for (const char *q = s; *q;) { /* count the rest for the message */
-            while (*q && isspace((unsigned char)*q)) q++;
+            while (*q && tok_space(*q)) q++;
             if (!*q) break;
             words++;
-            while (*q && !isspace((unsigned char)*q)) q++;
+            while (*q && !tok_space(*q)) q++;
          }
          eerr(err, errlen, "caption has %d words, max is %d: \"%.200s\"", words, L, caption);
          return SHAPES_EINVAL;
@@ -590,7 +599,7 @@ int shapes_tokenize(const shapes_engine_t *e, const char *caption, int32_t *ids,
       int found = -1;
       if (len < sizeof word) {
          for (size_t k = 0; k < len; k++)
-            word[k] = (char)tolower((unsigned char)s[k]);
+            word[k] = tok_lower(s[k]);
          word[len] = 0;
          for (int v = 1; v < e->cfg.vocab_size; v++)
             if (strcmp(e->vocab[v], word) == 0) {

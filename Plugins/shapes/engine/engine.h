@@ -65,7 +65,9 @@ const char *shapes_engine_meta(const shapes_engine_t *e, const char *key);
 void shapes_engine_set_threads(int threads);
 
 /* world.py encode(): lower-case, split on whitespace, map through the file's vocabulary,
- * right-pad with 0 to max_tokens. Unknown word or too many words -> SHAPES_EINVAL. */
+ * right-pad with 0 to max_tokens. Unknown word or too many words -> SHAPES_EINVAL.
+ * ASCII whitespace and case only (locale-independent); Python's split() also splits on
+ * Unicode spaces such as U+00A0, which here make the word unknown instead. */
 int shapes_tokenize(const shapes_engine_t *e, const char *caption, int32_t *ids, char *err,
                     size_t errlen);
 /* Text encoder for n token rows -> n conditions (condition_size floats each). */

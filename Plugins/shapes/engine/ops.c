@@ -131,6 +131,11 @@ static void op_im2col(int n, int cin, int H, int W, const float *in, int stride,
          }
 }
 
+size_t op_conv3x3_col_floats(int cin, int W, int stride, int up) {
+   const size_t row = (size_t)cin * 9 * (size_t)(W * up / stride);
+   return row > OP_COL_CHUNK_FLOATS ? row : OP_COL_CHUNK_FLOATS;
+}
+
 void op_conv3x3(int n, int cin, int H, int W, const float *in, int cout, int stride, int up,
                 const float *weight, const float *bias, float beta, float *out, float *col) {
    const int Hu = H * up, Wu = W * up;

@@ -13,7 +13,10 @@ void op_linear(int M, int N, int K, const float *x, int ldx, const float *W, con
 
 /* 3x3 convolution, padding 1, stride 1 or 2, optional nearest 2x upsampling of the input
  * first (up = 1 or 2). in [cin][n][H][W] (pre-upsampling size), out [cout][n][Ho][Wo] with
- * Ho = H*up/stride. out = beta * out + conv + bias. col: scratch of cin*9*n*Ho*Wo floats. */
+ * Ho = H*up/stride. out = beta * out + conv + bias. The im2col matrix is built and
+ * multiplied in chunks of output rows; col: scratch of op_conv3x3_col_floats(...) floats
+ * (independent of n). */
+size_t op_conv3x3_col_floats(int cin, int W, int stride, int up);
 void op_conv3x3(int n, int cin, int H, int W, const float *in, int cout, int stride, int up,
                 const float *weight, const float *bias, float beta, float *out, float *col);
 
