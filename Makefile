@@ -8,6 +8,7 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
+SWIFTFLAGS ?=
 CONFIG ?= release
 DEB_PACKAGES = gcc make pkg-config libdbus-1-dev libopenblas-dev libpng-dev dbus systemd libglib2.0-bin python3 python3-dbus python3-gi
 
@@ -28,33 +29,34 @@ plugins: deps
 	$(MAKE) -s -C Plugins examples fixtures
 
 build: plugins
-	$(SWIFT) build -c $(CONFIG)
+	$(SWIFT) build -c $(CONFIG) $(SWIFTFLAGS)
 
 test: plugins
 	$(SWIFT) test
 
 demo: build
-	scripts/demo.sh "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)"
+	scripts/demo.sh "$$($(SWIFT) build -c $(CONFIG) $(SWIFTFLAGS) --show-bin-path)"
 
 bench: build
-	"$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/assay-bench"
+	"$$($(SWIFT) build -c $(CONFIG) $(SWIFTFLAGS) --show-bin-path)/assay-bench"
 
 install: build
-	bin="$$($(SWIFT) build -c $(CONFIG) --show-bin-path)"; \
+	bin="$$($(SWIFT) build -c $(CONFIG) $(SWIFTFLAGS) --show-bin-path)"; \
 	install -D -m 755 "$$bin/assayd" "$(DESTDIR)$(PREFIX)/bin/assayd"; \
 	install -D -m 755 "$$bin/assayctl" "$(DESTDIR)$(PREFIX)/bin/assayctl"
 	install -d "$(DESTDIR)$(PREFIX)/lib/assay/plugins" "$(DESTDIR)$(PREFIX)/include/assay/ext"
 	install -m 644 build/plugins/*.so "$(DESTDIR)$(PREFIX)/lib/assay/plugins/"
+	for f in build/plugins/*.safetensors; do [ ! -e "$$f" ] || install -m 644 "$$f" "$(DESTDIR)$(PREFIX)/lib/assay/plugins/"; done
 	install -m 644 include/assay/*.h "$(DESTDIR)$(PREFIX)/include/assay/"
 	install -m 644 include/assay/ext/*.h "$(DESTDIR)$(PREFIX)/include/assay/ext/"
-	sed 's|@BINDIR@|$(PREFIX)/bin|' dist/io.assay.Assay1.service.in > dist/io.assay.Assay1.service
-	sed 's|@BINDIR@|$(PREFIX)/bin|' dist/assayd.service.in > dist/assayd.service
-	sed 's|@BINDIR@|$(PREFIX)/bin|' dist/assayd-user.service.in > dist/assayd-user.service
-	install -D -m 644 dist/io.assay.Assay1.service "$(DESTDIR)/usr/share/dbus-1/services/io.assay.Assay1.service"
+	mkdir -p build/dist
+	for f in io.assay.Assay1.service assayd.service assayd-user.service; do \
+		sed 's|@BINDIR@|$(PREFIX)/bin|' dist/$$f.in > build/dist/$$f; done
+	install -D -m 644 build/dist/io.assay.Assay1.service "$(DESTDIR)/usr/share/dbus-1/services/io.assay.Assay1.service"
 	install -D -m 644 dist/io.assay.Assay1.system.service "$(DESTDIR)/usr/share/dbus-1/system-services/io.assay.Assay1.service"
 	install -D -m 644 dist/io.assay.Assay1.conf "$(DESTDIR)/usr/share/dbus-1/system.d/io.assay.Assay1.conf"
-	install -D -m 644 dist/assayd.service "$(DESTDIR)/lib/systemd/system/assayd.service"
-	install -D -m 644 dist/assayd-user.service "$(DESTDIR)/usr/lib/systemd/user/assayd.service"
+	install -D -m 644 build/dist/assayd.service "$(DESTDIR)/lib/systemd/system/assayd.service"
+	install -D -m 644 build/dist/assayd-user.service "$(DESTDIR)/usr/lib/systemd/user/assayd.service"
 
 clean:
 	$(MAKE) -s -C Plugins clean

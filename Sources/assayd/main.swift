@@ -76,7 +76,10 @@ struct AssayDaemon: ParsableCommand {
         let home = env("HOME") ?? "/tmp"
 
         var config = ServiceConfig()
-        config.bus = system ? .system : address.map { .address($0) } ?? .session
+        // Started by D-Bus activation: serve the bus that started us (its address is in
+        // DBUS_STARTER_ADDRESS), whichever bus that is.
+        let starter = env("DBUS_STARTER_ADDRESS")
+        config.bus = system ? .system : address.map { .address($0) } ?? starter.map { .address($0) } ?? .session
         if system {
             config.pluginDirectories = pluginDirs.isEmpty ? ["/usr/local/lib/assay/plugins", "/var/lib/assay/plugins"] : pluginDirs
             config.stateDirectory = stateDir ?? "/var/lib/assay"
