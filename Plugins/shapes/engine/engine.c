@@ -472,10 +472,10 @@ static workspace_t *ws_alloc(const shapes_engine_t *e, int cap) {
    const shapes_config_t *c = &e->cfg;
    const size_t n = (size_t)cap, D = (size_t)c->width, N = (size_t)c->n_seq;
    const size_t S1 = (size_t)e->S1, S2 = (size_t)e->S2, c0 = (size_t)c->ch0, c1 = (size_t)c->ch1;
-   const size_t big = imax(imax(2 * c0 * S1, 2 * c1 * S2), (size_t)e->p2c * S1);
+   const size_t big = imax(imax(2 * c0 * S1, 2 * c1 * S2), imax((size_t)e->p2c * S1, c1 * S1));
    /* Every convolution of the model: (cin, input width, stride, upsampling). */
    const int convs[][4] = {{e->p2c, e->H1, 1, 1}, {c->ch0, e->H1, 1, 1}, {c->ch0, e->H1, 2, 1},
-                           {c->ch1, e->H2, 1, 1}, {2 * c->ch1, e->H2, 1, 1}, {c->ch1, e->H2, 1, 2},
+                           {c->ch1, e->H2, 1, 1}, {2 * c->ch1, e->H2, 1, 1}, {c->ch1, e->H1, 1, 1},
                            {2 * c->ch0, e->H1, 1, 1}};
    size_t colsz = 0;
    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
@@ -875,7 +875,8 @@ static void epilogue_impl(const shapes_engine_t *e, workspace_t *w, int n, const
          for (int ch = 0; ch < c1; ch++)
             memcpy(mid_out + ((size_t)b * c1 + ch) * S2, h + ((size_t)ch * n + b) * S2, (size_t)S2 * sizeof(float));
    resblock(e, w, n, &e->dec1, e->H2, w->cat2, w->h8, context, ldc);
-   op_conv3x3(n, c1, e->H2, e->H2, w->h8, c0, 1, 2, e->up.w, e->up.b, 0.0f, w->cat1, w->col);
+   op_upsample2x(n, c1, e->H2, e->H2, w->h8, w->tA);
+   op_conv3x3(n, c1, H1, H1, w->tA, c0, 1, 1, e->up.w, e->up.b, 0.0f, w->cat1, w->col);
    resblock(e, w, n, &e->dec0, H1, w->cat1, w->h16, context, ldc);
    op_groupnorm(n, c0, S1, c->groups, GN_EPS, w->h16, e->out_norm.g, e->out_norm.b, NULL, 0, 1, w->tA);
    op_conv3x3(n, c0, H1, H1, w->tA, e->p2c, 1, 1, e->out_conv.w, e->out_conv.b, 0.0f, w->z, w->col);

@@ -98,6 +98,44 @@ static void op_im2col(int n, int cin, int H, int W, const float *in, int stride,
                       float *col) {
    const int Hu = H * up, Wu = W * up, Ho = Hu / stride, Wo = Wu / stride;
    const size_t plane_in = (size_t)H * W, nc = (size_t)nr * Wo;
+   if (stride == 1 && up == 1) {
+      /* Same-size 3x3: for one sample, rows y0..y1 of tap (ky, kx) are ONE shifted copy of the
+       * input plane (offset (ky-1)*W + kx-1), then the out-of-image rows and the wrapped edge
+       * column are zeroed. */
+      for (int ci = 0; ci < cin; ci++)
+         for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++) {
+               float *crow = col + ((size_t)ci * 9 + (size_t)ky * 3 + (size_t)kx) * nc;
+               for (int r = r0; r < r0 + nr;) {
+                  const int b = r / Ho, y0 = r % Ho;
+                  const int y1 = (r0 + nr - r) < (Ho - y0) ? y0 + (r0 + nr - r) : Ho; /* rows y0..y1-1 */
+                  float *d = crow + (size_t)(r - r0) * Wo;
+                  const float *src = in + ((size_t)ci * n + (size_t)b) * plane_in;
+                  const int yv0 = y0 > 1 - ky ? y0 : 1 - ky, yv1 = y1 < H + 1 - ky ? y1 : H + 1 - ky;
+                  if (yv0 >= yv1) {
+                     memset(d, 0, (size_t)(y1 - y0) * W * sizeof *d);
+                  } else {
+                     if (yv0 > y0)
+                        memset(d, 0, (size_t)(yv0 - y0) * W * sizeof *d);
+                     if (y1 > yv1)
+                        memset(d + (size_t)(yv1 - y0) * W, 0, (size_t)(y1 - yv1) * W * sizeof *d);
+                     float *dv = d + (size_t)(yv0 - y0) * W;
+                     const long len = (long)(yv1 - yv0) * W;
+                     const long s0 = (long)(yv0 + ky - 1) * W + kx - 1;
+                     long lo = 0, hi = len;
+                     if (s0 < 0) lo = 1;                             /* element (y=0, x=-1) */
+                     if (s0 + len > (long)plane_in) hi = len - 1;    /* element (y=H-1, x=W) */
+                     memcpy(dv + lo, src + s0 + lo, (size_t)(hi - lo) * sizeof *d);
+                     if (kx == 0)
+                        for (int y = yv0; y < yv1; y++) dv[(size_t)(y - yv0) * W] = 0.0f;
+                     else if (kx == 2)
+                        for (int y = yv0; y < yv1; y++) dv[(size_t)(y - yv0) * W + W - 1] = 0.0f;
+                  }
+                  r += y1 - y0;
+               }
+            }
+      return;
+   }
    for (int ci = 0; ci < cin; ci++)
       for (int ky = 0; ky < 3; ky++)
          for (int kx = 0; kx < 3; kx++) {
@@ -110,25 +148,22 @@ static void op_im2col(int n, int cin, int H, int W, const float *in, int stride,
                   continue;
                }
                const float *s = in + ((size_t)ci * n + (size_t)b) * plane_in + (size_t)(yi / up) * W;
-               if (stride == 1 && up == 1) {
-                  /* xi = xo + kx - 1: a shifted copy with one zero at an edge. */
-                  if (kx == 0) {
-                     d[0] = 0.0f;
-                     memcpy(d + 1, s, (size_t)(Wo - 1) * sizeof *d);
-                  } else if (kx == 1) {
-                     memcpy(d, s, (size_t)Wo * sizeof *d);
-                  } else {
-                     memcpy(d, s + 1, (size_t)(Wo - 1) * sizeof *d);
-                     d[Wo - 1] = 0.0f;
-                  }
-               } else {
-                  for (int xo = 0; xo < Wo; xo++) {
-                     const int xi = xo * stride + kx - 1;
-                     d[xo] = (xi < 0 || xi >= Wu) ? 0.0f : s[xi / up];
-                  }
+               for (int xo = 0; xo < Wo; xo++) {
+                  const int xi = xo * stride + kx - 1;
+                  d[xo] = (xi < 0 || xi >= Wu) ? 0.0f : s[xi / up];
                }
             }
          }
+}
+
+void op_upsample2x(int n, int C, int H, int W, const float *in, float *out) {
+   for (size_t p = 0; p < (size_t)C * n; p++) {
+      const float *s = in + p * H * W;
+      float *d = out + p * 4 * H * W;
+      for (int y = 0; y < 2 * H; y++)
+         for (int x = 0; x < 2 * W; x++)
+            d[(size_t)y * 2 * W + x] = s[(size_t)(y / 2) * W + x / 2];
+   }
 }
 
 size_t op_conv3x3_col_floats(int cin, int W, int stride, int up) {

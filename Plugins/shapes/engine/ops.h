@@ -20,6 +20,9 @@ size_t op_conv3x3_col_floats(int cin, int W, int stride, int up);
 void op_conv3x3(int n, int cin, int H, int W, const float *in, int cout, int stride, int up,
                 const float *weight, const float *bias, float beta, float *out, float *col);
 
+/* Nearest-neighbour 2x upsampling: in [C][n][H][W] -> out [C][n][2H][2W]. */
+void op_upsample2x(int n, int C, int H, int W, const float *in, float *out);
+
 /* 1x1 convolution: out[cout][n*HW] = beta * out + W[cout][cin] * in[cin][n*HW] + bias. */
 void op_conv1x1(int n, int cin, int HW, const float *in, int cout, const float *weight,
                 const float *bias, float beta, float *out);

@@ -14,6 +14,7 @@
 
 #include "engine.h"
 #include "json.h"
+#include "ops.h"
 #include "safetensors.h"
 #include "sha256.h"
 #include "testutil.h"
@@ -51,6 +52,48 @@ static void *thread_main(void *p) {
    return NULL;
 }
 
+/* op_conv3x3 (chunked im2col + sgemm, CNHW) against a direct loop, for shapes that put
+ * chunk boundaries inside samples, stride 2 and nearest upsampling. */
+static void test_conv(void) {
+   const int cases[][6] = {{3, 5, 16, 7, 1, 1}, {2, 64, 16, 8, 1, 1}, {3, 300, 8, 4, 1, 1},
+                           {2, 9, 16, 6, 2, 1}, {3, 7, 8, 5, 1, 2}, {1, 2, 1, 3, 1, 1}, {2, 3, 2, 2, 2, 1}};
+   double worst = 0.0;
+   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+      const int n = cases[k][0], cin = cases[k][1], H = cases[k][2], cout = cases[k][3], st = cases[k][4],
+                up = cases[k][5];
+      const int Ho = H * up / st;
+      const size_t in_n = (size_t)cin * n * H * H, out_n = (size_t)cout * n * Ho * Ho;
+      float *in = malloc(in_n * sizeof *in), *w = malloc((size_t)cout * cin * 9 * sizeof *w);
+      float *b = malloc((size_t)cout * sizeof *b), *out = malloc(out_n * sizeof *out);
+      float *col = malloc(op_conv3x3_col_floats(cin, H, st, up) * sizeof *col);
+      unsigned s = 1u + (unsigned)k;
+      for (size_t i = 0; i < in_n; i++) { s = s * 1664525u + 1013904223u; in[i] = (float)(s >> 8) / 16777216.0f - 0.5f; }
+      for (int i = 0; i < cout * cin * 9; i++) { s = s * 1664525u + 1013904223u; w[i] = (float)(s >> 8) / 16777216.0f - 0.5f; }
+      for (int i = 0; i < cout; i++) b[i] = 0.1f * (float)i;
+      for (size_t i = 0; i < out_n; i++) out[i] = 1.0f; /* beta = 1 accumulates */
+      op_conv3x3(n, cin, H, H, in, cout, st, up, w, b, 1.0f, out, col);
+      for (int co = 0; co < cout; co++)
+         for (int bb = 0; bb < n; bb++)
+            for (int y = 0; y < Ho; y++)
+               for (int x = 0; x < Ho; x++) {
+                  double acc = 1.0 + b[co];
+                  for (int ci = 0; ci < cin; ci++)
+                     for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++) {
+                           const int yi = y * st + ky - 1, xi = x * st + kx - 1;
+                           if (yi < 0 || xi < 0 || yi >= H * up || xi >= H * up) continue;
+                           acc += (double)w[((co * cin + ci) * 3 + ky) * 3 + kx] *
+                                  in[(((size_t)ci * n + bb) * H + yi / up) * H + xi / up];
+                        }
+                  const double d = fabs(acc - out[(((size_t)co * n + bb) * Ho + y) * Ho + x]);
+                  if (d > worst) worst = d;
+               }
+      free(in); free(w); free(b); free(out); free(col);
+   }
+   printf("  %-22s max|err| %.3g over %zu shapes\n", "conv3x3 vs direct", worst, sizeof cases / sizeof cases[0]);
+   CHECK(worst < 1e-3, "op_conv3x3 differs from a direct convolution by %.3g", worst);
+}
+
 int main(int argc, char **argv) {
    if (argc != 3) {
       fprintf(stderr, "usage: %s WEIGHTS TESTVECTORS\n", argv[0]);
@@ -60,6 +103,7 @@ int main(int argc, char **argv) {
    char err[1024];
    printf("test_engine: %s vs %s\n", wpath, vpath);
    shapes_engine_set_threads(1);
+   test_conv();
    vec = st_open(vpath, ST_F32 | ST_I32, err, sizeof err);
    if (vec == NULL) {
       printf("FAIL cannot read the test vectors: %s\n(run Plugins/shapes/tests/refresh_vectors.sh)\n", err);
