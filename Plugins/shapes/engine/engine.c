@@ -32,7 +32,7 @@ typedef struct workspace {
    int cap;
    float *mem;
    float *z, *h16, *cat1, *h8, *cat2, *tA, *tB, *col, *temb, *c1, *film, *ada, *hidden, *context,
-      *xln, *qkv, *o, *tmp, *mlp, *S, *tok;
+      *xln, *qkv, *o, *tmp, *mlp, *S, *tok, *stats;
 } workspace_t;
 
 struct shapes_engine {
@@ -144,6 +144,25 @@ static lin_t need_conv(loader_t *L, const char *prefix, int out, int in, int k) 
    lin_t l;
    l.w = need(L, wn, out, in, k, k);
    l.b = need(L, bn, out, -1, -1, -1);
+   if (l.w != NULL && k > 1) {
+      /* [out][in][k][k] -> [out][k][k][in]: the (ky, kx, ci) order of the pixel-major im2col. */
+      const size_t per = (size_t)in * k * k;
+      float *tmp = malloc(per * sizeof *tmp);
+      if (tmp == NULL) {
+         eerr(L->err, L->errlen, "out of memory");
+         L->failed = 1;
+         return l;
+      }
+      float *w = (float *)(uintptr_t)l.w; /* our own arena */
+      for (int o = 0; o < out; o++) {
+         float *wo = w + (size_t)o * per;
+         for (int ci = 0; ci < in; ci++)
+            for (int t = 0; t < k * k; t++)
+               tmp[(size_t)t * in + ci] = wo[(size_t)ci * k * k + t];
+         memcpy(wo, tmp, per * sizeof *tmp);
+      }
+      free(tmp);
+   }
    return l;
 }
 
@@ -473,13 +492,11 @@ static workspace_t *ws_alloc(const shapes_engine_t *e, int cap) {
    const size_t n = (size_t)cap, D = (size_t)c->width, N = (size_t)c->n_seq;
    const size_t S1 = (size_t)e->S1, S2 = (size_t)e->S2, c0 = (size_t)c->ch0, c1 = (size_t)c->ch1;
    const size_t big = imax(imax(2 * c0 * S1, 2 * c1 * S2), imax((size_t)e->p2c * S1, c1 * S1));
-   /* Every convolution of the model: (cin, input width, stride, upsampling). */
-   const int convs[][4] = {{e->p2c, e->H1, 1, 1}, {c->ch0, e->H1, 1, 1}, {c->ch0, e->H1, 2, 1},
-                           {c->ch1, e->H2, 1, 1}, {2 * c->ch1, e->H2, 1, 1}, {c->ch1, e->H1, 1, 1},
-                           {2 * c->ch0, e->H1, 1, 1}};
+   /* Every convolution's input channels (im2col scratch depends only on them). */
+   const int conv_cin[] = {e->p2c, c->ch0, c->ch1, 2 * c->ch1, 2 * c->ch0};
    size_t colsz = 0;
-   for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
-      colsz = imax(colsz, op_conv3x3_col_floats(convs[i][0], convs[i][1], convs[i][2], convs[i][3]));
+   for (size_t i = 0; i < sizeof conv_cin / sizeof conv_cin[0]; i++)
+      colsz = imax(colsz, op_conv3x3_col_floats(conv_cin[i]));
    const size_t sizes[] = {
       (size_t)e->p2c * S1 * n,          /* z */
       c0 * S1 * n,                      /* h16 */
@@ -502,6 +519,7 @@ static workspace_t *ws_alloc(const shapes_engine_t *e, int cap) {
       N * D * (size_t)c->mlp_ratio * n, /* mlp */
       N * N,                            /* S */
       S2 * c1 * n,                      /* tok */
+      4 * 2 * imax(c0, c1),             /* stats (GroupNorm) */
    };
    const size_t count = sizeof sizes / sizeof sizes[0];
    size_t total = 0;
@@ -519,7 +537,7 @@ static workspace_t *ws_alloc(const shapes_engine_t *e, int cap) {
    w->cap = cap;
    float **slots[] = {&w->z, &w->h16, &w->cat1, &w->h8, &w->cat2, &w->tA, &w->tB, &w->col,
                       &w->temb, &w->c1, &w->film, &w->ada, &w->hidden, &w->context, &w->xln,
-                      &w->qkv, &w->o, &w->tmp, &w->mlp, &w->S, &w->tok};
+                      &w->qkv, &w->o, &w->tmp, &w->mlp, &w->S, &w->tok, &w->stats};
    float *p = w->mem;
    for (size_t i = 0; i < count; i++) {
       *slots[i] = p;
@@ -725,19 +743,22 @@ int shapes_encode(const shapes_engine_t *e, const char *caption, float *cond, ch
 
 /* ---- image path ------------------------------------------------------------------------ */
 
-/* ResBlock on x [cin][n][H*H] -> out [cout][n][H*H]. cs rows at stride ldcs. */
+/* ResBlock on x [n*H*H][cin] (row stride ldx) -> out [n*H*H][cout] (row stride ldout).
+ * cs rows at stride ldcs. */
 static void resblock(const shapes_engine_t *e, workspace_t *w, int n, const resblock_t *r, int H,
-                     const float *x, float *out, const float *cs, int ldcs) {
-   const int HW = H * H, G = e->cfg.groups;
-   op_linear(n, 2 * r->cout, e->cfg.cond_dim, cs, ldcs, r->film.w, r->film.b, 0.0f, w->film, 2 * r->cout);
-   op_groupnorm(n, r->cin, HW, G, GN_EPS, x, r->norm1.g, r->norm1.b, NULL, 0, 1, w->tA);
-   op_conv3x3(n, r->cin, H, H, w->tA, r->cout, 1, 1, r->conv1.w, r->conv1.b, 0.0f, w->tB, w->col);
-   op_groupnorm(n, r->cout, HW, G, GN_EPS, w->tB, r->norm2.g, r->norm2.b, w->film, 2 * r->cout, 1, w->tA);
-   if (r->has_skip)
-      op_conv1x1(n, r->cin, HW, x, r->cout, r->skip.w, r->skip.b, 0.0f, out);
-   else if (out != x)
-      memcpy(out, x, (size_t)r->cout * n * HW * sizeof *out);
-   op_conv3x3(n, r->cout, H, H, w->tA, r->cout, 1, 1, r->conv2.w, r->conv2.b, 1.0f, out, w->col);
+                     const float *x, int ldx, float *out, int ldout, const float *cs, int ldcs) {
+   const int HW = H * H, G = e->cfg.groups, P = n * HW, ci = r->cin, co = r->cout;
+   op_linear(n, 2 * co, e->cfg.cond_dim, cs, ldcs, r->film.w, r->film.b, 0.0f, w->film, 2 * co);
+   op_groupnorm(n, HW, ci, G, GN_EPS, x, ldx, r->norm1.g, r->norm1.b, NULL, 0, 1, w->tA, ci, w->stats);
+   op_conv3x3(n, H, H, ci, w->tA, ci, co, 1, r->conv1.w, r->conv1.b, 0.0f, w->tB, co, w->col);
+   op_groupnorm(n, HW, co, G, GN_EPS, w->tB, co, r->norm2.g, r->norm2.b, w->film, 2 * co, 1, w->tA, co, w->stats);
+   if (r->has_skip) {
+      op_linear(P, co, ci, x, ldx, r->skip.w, r->skip.b, 0.0f, out, ldout);
+   } else if (out != x || ldout != ldx) {
+      for (int p = 0; p < P; p++)
+         memmove(out + (size_t)p * ldout, x + (size_t)p * ldx, (size_t)co * sizeof *out);
+   }
+   op_conv3x3(n, H, H, co, w->tA, co, co, 1, r->conv2.w, r->conv2.b, 1.0f, out, ldout, w->col);
 }
 
 static void prologue_impl(const shapes_engine_t *e, workspace_t *w, int n, const float *x, const float *t,
@@ -761,40 +782,35 @@ static void prologue_impl(const shapes_engine_t *e, workspace_t *w, int n, const
    op_linear(n, C, D, cond + (size_t)L * D, c->condition_size, e->text_pool.w, e->text_pool.b, 1.0f, context, ldc);
    for (int b = 0; b < n; b++)
       op_silu(context + (size_t)b * ldc, (size_t)C);
-   /* pixel_unshuffle: z[ch*P*P + i*P + j][b][y][x] = x[b][ch][P*y + i][P*x + j]. */
-   for (int ch = 0; ch < c->in_channels; ch++)
-      for (int i = 0; i < P; i++)
-         for (int j = 0; j < P; j++) {
-            const int zc = ch * P * P + i * P + j;
-            for (int b = 0; b < n; b++) {
-               const float *src = x + ((size_t)b * c->in_channels + ch) * IS * IS;
-               float *dst = w->z + ((size_t)zc * n + b) * S1;
-               for (int y = 0; y < H1; y++)
-                  for (int xx = 0; xx < H1; xx++)
-                     dst[y * H1 + xx] = src[(size_t)(P * y + i) * IS + P * xx + j];
-            }
+   /* pixel_unshuffle into pixel-major z[(b*H1 + y)*H1 + x][ch*P*P + i*P + j] = x[b][ch][P*y + i][P*x + j]. */
+   const int p2c = e->p2c, c0 = c->ch0, c1 = c->ch1;
+   for (int b = 0; b < n; b++)
+      for (int y = 0; y < H1; y++)
+         for (int xx = 0; xx < H1; xx++) {
+            float *dst = w->z + (((size_t)b * H1 + y) * H1 + xx) * p2c;
+            for (int ch = 0; ch < c->in_channels; ch++)
+               for (int i = 0; i < P; i++)
+                  for (int j = 0; j < P; j++)
+                     dst[ch * P * P + i * P + j] =
+                        x[(((size_t)b * c->in_channels + ch) * IS + (size_t)(P * y + i)) * IS + P * xx + j];
          }
-   float *s1 = w->cat1 + (size_t)c->ch0 * n * S1; /* second half of the dec0 concat */
-   float *s2 = w->cat2 + (size_t)c->ch1 * n * S2; /* second half of the dec1 concat */
-   op_conv3x3(n, e->p2c, H1, H1, w->z, c->ch0, 1, 1, e->stem.w, e->stem.b, 0.0f, w->h16, w->col);
-   resblock(e, w, n, &e->enc0, H1, w->h16, s1, context, ldc);
-   op_conv3x3(n, c->ch0, H1, H1, s1, c->ch1, 2, 1, e->down.w, e->down.b, 0.0f, w->h8, w->col);
-   resblock(e, w, n, &e->enc1, e->H2, w->h8, s2, context, ldc);
-   /* Skips into the context (per-sample CHW). */
+   float *s1 = w->cat1 + c0; /* second column block of the dec0 concat, row stride 2*c0 */
+   float *s2 = w->cat2 + c1; /* second column block of the dec1 concat, row stride 2*c1 */
+   op_conv3x3(n, H1, H1, p2c, w->z, p2c, c0, 1, e->stem.w, e->stem.b, 0.0f, w->h16, c0, w->col);
+   resblock(e, w, n, &e->enc0, H1, w->h16, c0, s1, 2 * c0, context, ldc);
+   op_conv3x3(n, H1, H1, c0, s1, 2 * c0, c1, 2, e->down.w, e->down.b, 0.0f, w->h8, c1, w->col);
+   resblock(e, w, n, &e->enc1, e->H2, w->h8, c1, s2, 2 * c1, context, ldc);
+   /* Skips into the context (per sample, pixel-major [S][C]). */
    for (int b = 0; b < n; b++) {
       float *ctx = context + (size_t)b * ldc + C;
-      for (int ch = 0; ch < c->ch0; ch++)
-         memcpy(ctx + (size_t)ch * S1, s1 + ((size_t)ch * n + b) * S1, (size_t)S1 * sizeof(float));
-      ctx += (size_t)c->ch0 * S1;
-      for (int ch = 0; ch < c->ch1; ch++)
-         memcpy(ctx + (size_t)ch * S2, s2 + ((size_t)ch * n + b) * S2, (size_t)S2 * sizeof(float));
-   }
-   /* Image tokens: [n][S2][ch1] -> img_in -> + img_pos; sequence = [txt; tokens]. */
-   for (int b = 0; b < n; b++)
+      for (int p = 0; p < S1; p++)
+         memcpy(ctx + (size_t)p * c0, s1 + ((size_t)b * S1 + p) * 2 * c0, (size_t)c0 * sizeof(float));
+      ctx += (size_t)c0 * S1;
       for (int p = 0; p < S2; p++)
-         for (int ch = 0; ch < c->ch1; ch++)
-            w->tok[((size_t)b * S2 + p) * c->ch1 + ch] = s2[((size_t)ch * n + b) * S2 + p];
-   op_linear(n * S2, D, c->ch1, w->tok, c->ch1, e->img_in.w, e->img_in.b, 0.0f, w->tmp, D);
+         memcpy(ctx + (size_t)p * c1, s2 + ((size_t)b * S2 + p) * 2 * c1, (size_t)c1 * sizeof(float));
+   }
+   /* Image tokens = the enc1 pixels (row-major y*W + x) -> img_in -> + img_pos; sequence = [txt; tokens]. */
+   op_linear(n * S2, D, c1, s2, 2 * c1, e->img_in.w, e->img_in.b, 0.0f, w->tmp, D);
    for (int b = 0; b < n; b++) {
       float *seq = hidden + (size_t)b * c->hidden_size;
       memcpy(seq, cond + (size_t)b * c->condition_size, (size_t)L * D * sizeof(float));
@@ -848,50 +864,49 @@ static void epilogue_impl(const shapes_engine_t *e, workspace_t *w, int n, const
                           const float *context, float *v, float *mid_out) {
    const shapes_config_t *c = &e->cfg;
    const int D = c->width, L = c->max_tokens, S1 = e->S1, S2 = e->S2, C = c->cond_dim, ldc = c->context_size;
-   const int c0 = c->ch0, c1 = c->ch1, P = c->patch, IS = c->image_size, H1 = e->H1;
-   float *s1 = w->cat1 + (size_t)c0 * n * S1, *s2 = w->cat2 + (size_t)c1 * n * S2;
+   const int c0 = c->ch0, c1 = c->ch1, P = c->patch, IS = c->image_size, H1 = e->H1, H2 = e->H2, p2c = e->p2c;
+   float *s1 = w->cat1 + c0, *s2 = w->cat2 + c1;
    for (int b = 0; b < n; b++) {
       const float *ctx = context + (size_t)b * ldc + C;
-      for (int ch = 0; ch < c0; ch++)
-         memcpy(s1 + ((size_t)ch * n + b) * S1, ctx + (size_t)ch * S1, (size_t)S1 * sizeof(float));
+      for (int p = 0; p < S1; p++)
+         memcpy(s1 + ((size_t)b * S1 + p) * 2 * c0, ctx + (size_t)p * c0, (size_t)c0 * sizeof(float));
       ctx += (size_t)c0 * S1;
-      for (int ch = 0; ch < c1; ch++)
-         memcpy(s2 + ((size_t)ch * n + b) * S2, ctx + (size_t)ch * S2, (size_t)S2 * sizeof(float));
+      for (int p = 0; p < S2; p++)
+         memcpy(s2 + ((size_t)b * S2 + p) * 2 * c1, ctx + (size_t)p * c1, (size_t)c1 * sizeof(float));
    }
    for (int b = 0; b < n; b++)
       op_layernorm(S2, D, LN_EPS, hidden + (size_t)b * c->hidden_size + (size_t)L * D, D, NULL, NULL,
                    w->xln + (size_t)b * S2 * D, D);
    op_linear(n * S2, c1, D, w->xln, D, e->img_out.w, e->img_out.b, 0.0f, w->tok, c1);
-   float *h = w->cat2; /* first half of the dec1 concat */
-   for (int ch = 0; ch < c1; ch++)
-      for (int b = 0; b < n; b++) {
-         float *dst = h + ((size_t)ch * n + b) * S2;
-         const float *sk = s2 + ((size_t)ch * n + b) * S2;
-         for (int p = 0; p < S2; p++)
-            dst[p] = sk[p] + w->tok[((size_t)b * S2 + p) * c1 + ch];
-      }
+   /* h = enc1 output + img_out(...): first column block of the dec1 concat. */
+   for (int p = 0; p < n * S2; p++) {
+      float *h = w->cat2 + (size_t)p * 2 * c1;
+      const float *o = w->tok + (size_t)p * c1;
+      for (int ch = 0; ch < c1; ch++)
+         h[ch] = h[c1 + ch] + o[ch];
+   }
    if (mid_out != NULL)
       for (int b = 0; b < n; b++)
          for (int ch = 0; ch < c1; ch++)
-            memcpy(mid_out + ((size_t)b * c1 + ch) * S2, h + ((size_t)ch * n + b) * S2, (size_t)S2 * sizeof(float));
-   resblock(e, w, n, &e->dec1, e->H2, w->cat2, w->h8, context, ldc);
-   op_upsample2x(n, c1, e->H2, e->H2, w->h8, w->tA);
-   op_conv3x3(n, c1, H1, H1, w->tA, c0, 1, 1, e->up.w, e->up.b, 0.0f, w->cat1, w->col);
-   resblock(e, w, n, &e->dec0, H1, w->cat1, w->h16, context, ldc);
-   op_groupnorm(n, c0, S1, c->groups, GN_EPS, w->h16, e->out_norm.g, e->out_norm.b, NULL, 0, 1, w->tA);
-   op_conv3x3(n, c0, H1, H1, w->tA, e->p2c, 1, 1, e->out_conv.w, e->out_conv.b, 0.0f, w->z, w->col);
+            for (int p = 0; p < S2; p++)
+               mid_out[((size_t)b * c1 + ch) * S2 + p] = w->cat2[((size_t)b * S2 + p) * 2 * c1 + ch];
+   resblock(e, w, n, &e->dec1, H2, w->cat2, 2 * c1, w->h8, c1, context, ldc);
+   op_upsample2x(n, H2, H2, c1, w->h8, c1, w->tA);
+   op_conv3x3(n, H1, H1, c1, w->tA, c1, c0, 1, e->up.w, e->up.b, 0.0f, w->cat1, 2 * c0, w->col);
+   resblock(e, w, n, &e->dec0, H1, w->cat1, 2 * c0, w->h16, c0, context, ldc);
+   op_groupnorm(n, S1, c0, c->groups, GN_EPS, w->h16, c0, e->out_norm.g, e->out_norm.b, NULL, 0, 1, w->tA, c0,
+                w->stats);
+   op_conv3x3(n, H1, H1, c0, w->tA, c0, p2c, 1, e->out_conv.w, e->out_conv.b, 0.0f, w->z, p2c, w->col);
    /* pixel_shuffle (inverse of the unshuffle in the prologue). */
-   for (int ch = 0; ch < c->in_channels; ch++)
-      for (int i = 0; i < P; i++)
-         for (int j = 0; j < P; j++) {
-            const int zc = ch * P * P + i * P + j;
-            for (int b = 0; b < n; b++) {
-               const float *src = w->z + ((size_t)zc * n + b) * S1;
-               float *dst = v + ((size_t)b * c->in_channels + ch) * IS * IS;
-               for (int y = 0; y < H1; y++)
-                  for (int xx = 0; xx < H1; xx++)
-                     dst[(size_t)(P * y + i) * IS + P * xx + j] = src[y * H1 + xx];
-            }
+   for (int b = 0; b < n; b++)
+      for (int y = 0; y < H1; y++)
+         for (int xx = 0; xx < H1; xx++) {
+            const float *src = w->z + (((size_t)b * H1 + y) * H1 + xx) * p2c;
+            for (int ch = 0; ch < c->in_channels; ch++)
+               for (int i = 0; i < P; i++)
+                  for (int j = 0; j < P; j++)
+                     v[(((size_t)b * c->in_channels + ch) * IS + (size_t)(P * y + i)) * IS + P * xx + j] =
+                        src[ch * P * P + i * P + j];
          }
 }
 
@@ -1011,6 +1026,10 @@ const float *shapes_context_cs(const shapes_engine_t *e, const float *context, u
    return context + (size_t)i * e->cfg.context_size;
 }
 
-const float *shapes_context_enc1(const shapes_engine_t *e, const float *context, uint32_t i) {
-   return context + (size_t)i * e->cfg.context_size + e->cfg.cond_dim + (size_t)e->cfg.ch0 * e->S1;
+void shapes_context_enc1(const shapes_engine_t *e, const float *context, uint32_t i, float *chw) {
+   const int c1 = e->cfg.ch1, S2 = e->S2;
+   const float *s2 = context + (size_t)i * e->cfg.context_size + e->cfg.cond_dim + (size_t)e->cfg.ch0 * e->S1;
+   for (int ch = 0; ch < c1; ch++)
+      for (int p = 0; p < S2; p++)
+         chw[(size_t)ch * S2 + p] = s2[(size_t)p * c1 + ch];
 }

@@ -98,10 +98,10 @@ int shapes_block(const shapes_engine_t *e, uint32_t index, uint32_t n, float *hi
 int shapes_epilogue(const shapes_engine_t *e, uint32_t n, const float *hidden,
                     const float *context, float *v, float *mid_out, char *err, size_t errlen);
 
-/* Context accessors (test taps): cs [cond_dim] and the enc1 output s2 [ch1][h2][w2] of
- * sample i inside a context buffer of n samples. */
+/* Context accessors (test taps) for sample i of a context buffer: cs [cond_dim] (a pointer
+ * into the buffer) and a copy of the enc1 output s2 as [ch1][h2][w2] into chw. */
 const float *shapes_context_cs(const shapes_engine_t *e, const float *context, uint32_t i);
-const float *shapes_context_enc1(const shapes_engine_t *e, const float *context, uint32_t i);
+void shapes_context_enc1(const shapes_engine_t *e, const float *context, uint32_t i, float *chw);
 
 #ifdef __cplusplus
 }

@@ -1,37 +1,37 @@
-/* ops.h: float32 kernels of the shapes engine. Activations of the convolutional path use the
- * "CNHW" layout [channels][batch][height][width], so a convolution over a whole batch is a
- * single sgemm (weights [cout][cin*k*k] x im2col [cin*k*k][n*h*w]) and a channel concat is
- * two adjacent channel blocks. Pure functions of their arguments: thread-safe. */
+/* ops.h: float32 kernels of the shapes engine. Activations of the convolutional path are
+ * "pixel-major" (NHWC): a batch of n images of H x W pixels is a matrix of n*H*W rows (pixel
+ * (b, y, x) is row (b*H + y)*W + x) with C channels per row, rows `ld` floats apart (ld >= C:
+ * a channel concat is two column blocks of one buffer). A convolution is an im2col of
+ * per-pixel patches (K = 9*cin, ordered (ky, kx, ci)) times the weights [cout][K]: sgemm with
+ * many rows and the weights transposed, the shape OpenBLAS runs fastest. Pure functions of
+ * their arguments: thread-safe. */
 #pragma once
 
 #include <stddef.h>
 
 /* y[M][N] (row stride ldy) = beta * y + x[M][K] (row stride ldx) * W^T + b, W [N][K]
- * (torch Linear layout), b may be NULL. */
+ * (torch Linear layout), b may be NULL. Also the 1x1 convolution in pixel-major layout. */
 void op_linear(int M, int N, int K, const float *x, int ldx, const float *W, const float *b,
                float beta, float *y, int ldy);
 
-/* 3x3 convolution, padding 1, stride 1 or 2, optional nearest 2x upsampling of the input
- * first (up = 1 or 2). in [cin][n][H][W] (pre-upsampling size), out [cout][n][Ho][Wo] with
- * Ho = H*up/stride. out = beta * out + conv + bias. The im2col matrix is built and
- * multiplied in chunks of output rows; col: scratch of op_conv3x3_col_floats(...) floats
- * (independent of n). */
-size_t op_conv3x3_col_floats(int cin, int W, int stride, int up);
-void op_conv3x3(int n, int cin, int H, int W, const float *in, int cout, int stride, int up,
-                const float *weight, const float *bias, float beta, float *out, float *col);
+/* Scratch floats op_conv3x3 needs for `cin` input channels (independent of n, H, W). */
+size_t op_conv3x3_col_floats(int cin);
 
-/* Nearest-neighbour 2x upsampling: in [C][n][H][W] -> out [C][n][2H][2W]. */
-void op_upsample2x(int n, int C, int H, int W, const float *in, float *out);
+/* 3x3 convolution, padding 1, stride 1 or 2 (H, W even): in [n*H*W][cin] (row stride ldin),
+ * out [n*(H/stride)*(W/stride)][cout] (row stride ldout) = beta * out + conv + bias.
+ * weight [cout][3][3][cin] (torch's [cout][cin][3][3] permuted at load). */
+void op_conv3x3(int n, int H, int W, int cin, const float *in, int ldin, int cout, int stride,
+                const float *weight, const float *bias, float beta, float *out, int ldout, float *col);
 
-/* 1x1 convolution: out[cout][n*HW] = beta * out + W[cout][cin] * in[cin][n*HW] + bias. */
-void op_conv1x1(int n, int cin, int HW, const float *in, int cout, const float *weight,
-                const float *bias, float beta, float *out);
+/* Nearest-neighbour 2x upsampling: in [n*H*W][C] (row stride ldin) -> out [n*2H*2W][C]. */
+void op_upsample2x(int n, int H, int W, int C, const float *in, int ldin, float *out);
 
-/* GroupNorm (biased variance, eps) per sample over x [C][n][HW], affine gamma/beta, then
- * optionally FiLM y = y * (1 + film[b][c]) + film[b][C + c] (film row stride ldf), then
- * optionally SiLU. y may not alias x. */
-void op_groupnorm(int n, int C, int HW, int groups, float eps, const float *x, const float *gamma,
-                  const float *beta, const float *film, int ldf, int silu, float *y);
+/* GroupNorm (biased variance, eps) per sample over x [n*HW][C] (row stride ldx), affine
+ * gamma/beta, then optionally FiLM y = y * (1 + film[b][c]) + film[b][C + c] (film row
+ * stride ldf), then optionally SiLU; y [n*HW][C] (row stride ldy) may not alias x.
+ * stats: scratch of 4*C floats. */
+void op_groupnorm(int n, int HW, int C, int groups, float eps, const float *x, int ldx, const float *gamma,
+                  const float *beta, const float *film, int ldf, int silu, float *y, int ldy, float *stats);
 
 /* LayerNorm over rows of D (biased variance, eps); gamma/beta may be NULL (no affine).
  * x rows at stride ldx, y rows at stride ldy. y may alias x. */

@@ -52,26 +52,36 @@ static void *thread_main(void *p) {
    return NULL;
 }
 
-/* op_conv3x3 (chunked im2col + sgemm, CNHW) against a direct loop, for shapes that put
- * chunk boundaries inside samples, stride 2 and nearest upsampling. */
+/* op_conv3x3 (pixel-major, chunked im2col + sgemm) and op_upsample2x against a direct loop:
+ * chunks that split samples, row strides wider than the channel count, stride 2, a 2x
+ * upsampled input, 1-pixel images. */
 static void test_conv(void) {
-   const int cases[][6] = {{3, 5, 16, 7, 1, 1}, {2, 64, 16, 8, 1, 1}, {3, 300, 8, 4, 1, 1},
-                           {2, 9, 16, 6, 2, 1}, {3, 7, 8, 5, 1, 2}, {1, 2, 1, 3, 1, 1}, {2, 3, 2, 2, 2, 1}};
+   /* n, cin, H, cout, stride, up, extra row stride */
+   const int cases[][7] = {{3, 5, 16, 7, 1, 1, 0}, {2, 64, 16, 8, 1, 1, 3}, {3, 300, 8, 4, 1, 1, 0},
+                           {2, 9, 16, 6, 2, 1, 5}, {3, 7, 8, 5, 1, 2, 0}, {1, 2, 1, 3, 1, 1, 1}, {2, 3, 2, 2, 2, 1, 0}};
    double worst = 0.0;
    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-      const int n = cases[k][0], cin = cases[k][1], H = cases[k][2], cout = cases[k][3], st = cases[k][4],
-                up = cases[k][5];
-      const int Ho = H * up / st;
-      const size_t in_n = (size_t)cin * n * H * H, out_n = (size_t)cout * n * Ho * Ho;
+      const int n = cases[k][0], cin = cases[k][1], H0 = cases[k][2], cout = cases[k][3], st = cases[k][4],
+                up = cases[k][5], ld = cin + cases[k][6], ldo = cout + 2;
+      const int H = H0 * up, Ho = H / st;
+      const size_t in_n = (size_t)n * H0 * H0 * ld, out_n = (size_t)n * Ho * Ho * ldo;
       float *in = malloc(in_n * sizeof *in), *w = malloc((size_t)cout * cin * 9 * sizeof *w);
+      float *upb = malloc((size_t)n * H * H * cin * sizeof *upb);
       float *b = malloc((size_t)cout * sizeof *b), *out = malloc(out_n * sizeof *out);
-      float *col = malloc(op_conv3x3_col_floats(cin, H, st, up) * sizeof *col);
+      float *col = malloc(op_conv3x3_col_floats(cin) * sizeof *col);
       unsigned s = 1u + (unsigned)k;
       for (size_t i = 0; i < in_n; i++) { s = s * 1664525u + 1013904223u; in[i] = (float)(s >> 8) / 16777216.0f - 0.5f; }
       for (int i = 0; i < cout * cin * 9; i++) { s = s * 1664525u + 1013904223u; w[i] = (float)(s >> 8) / 16777216.0f - 0.5f; }
       for (int i = 0; i < cout; i++) b[i] = 0.1f * (float)i;
       for (size_t i = 0; i < out_n; i++) out[i] = 1.0f; /* beta = 1 accumulates */
-      op_conv3x3(n, cin, H, H, in, cout, st, up, w, b, 1.0f, out, col);
+      const float *src = in;
+      int lds = ld;
+      if (up == 2) {
+         op_upsample2x(n, H0, H0, cin, in, ld, upb);
+         src = upb;
+         lds = cin;
+      }
+      op_conv3x3(n, H, H, cin, src, lds, cout, st, w, b, 1.0f, out, ldo, col);
       for (int co = 0; co < cout; co++)
          for (int bb = 0; bb < n; bb++)
             for (int y = 0; y < Ho; y++)
@@ -81,14 +91,14 @@ static void test_conv(void) {
                      for (int ky = 0; ky < 3; ky++)
                         for (int kx = 0; kx < 3; kx++) {
                            const int yi = y * st + ky - 1, xi = x * st + kx - 1;
-                           if (yi < 0 || xi < 0 || yi >= H * up || xi >= H * up) continue;
-                           acc += (double)w[((co * cin + ci) * 3 + ky) * 3 + kx] *
-                                  in[(((size_t)ci * n + bb) * H + yi / up) * H + xi / up];
+                           if (yi < 0 || xi < 0 || yi >= H || xi >= H) continue;
+                           acc += (double)w[((co * 3 + ky) * 3 + kx) * cin + ci] *
+                                  in[(((size_t)bb * H0 + yi / up) * H0 + xi / up) * ld + ci];
                         }
-                  const double d = fabs(acc - out[(((size_t)co * n + bb) * Ho + y) * Ho + x]);
+                  const double d = fabs(acc - out[(((size_t)bb * Ho + y) * Ho + x) * ldo + co]);
                   if (d > worst) worst = d;
                }
-      free(in); free(w); free(b); free(out); free(col);
+      free(in); free(w); free(upb); free(b); free(out); free(col);
    }
    printf("  %-22s max|err| %.3g over %zu shapes\n", "conv3x3 vs direct", worst, sizeof cases / sizeof cases[0]);
    CHECK(worst < 1e-3, "op_conv3x3 differs from a direct convolution by %.3g", worst);
@@ -205,7 +215,7 @@ int main(int argc, char **argv) {
    float *enc1 = malloc((size_t)R * e1 * sizeof *enc1);
    for (uint32_t r = 0; r < R; r++) {
       memcpy(cs + (size_t)r * c->cond_dim, shapes_context_cs(e, context, r), (size_t)c->cond_dim * sizeof *cs);
-      memcpy(enc1 + r * e1, shapes_context_enc1(e, context, r), e1 * sizeof *enc1);
+      shapes_context_enc1(e, context, r, enc1 + r * e1);
    }
    ref = get("cs", NULL);
    CHECK_CLOSE("cs (conditioning)", cs, ref, (size_t)R * c->cond_dim, TOL);
