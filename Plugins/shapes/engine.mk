@@ -4,8 +4,9 @@
 #   make -C Plugins                     also builds shapes.so and copies the weights
 #                                       (shapes-base.safetensors) beside it into $(OUT)
 #   make -C Plugins shapes-check        builds the C tests and runs them against the weights and
-#                                       Plugins/shapes/weights/testvectors.safetensors
-#                                       (last line of each: "N passed, M failed")
+#                                       Plugins/shapes/weights/testvectors.safetensors, and against
+#                                       a tiny non-default-config model (tests/fixtures/, from
+#                                       tests/make_tiny.py) (last line of each: "N passed, M failed")
 #   make -C Plugins shapes-engine-lib   build/shapes/libshapes-engine.so: the engine alone, with
 #                                       its C API exported (for tools/bench_engine.py / ctypes)
 # Needs libopenblas-dev (pkg-config openblas).
@@ -68,6 +69,8 @@ shapes-engine-lib: $(SHE_LIB)
 shapes-check: $(SHE_PLUGIN) $(SHE_TESTS)
 	@st=0; \
 	$(SHE_BUILD)/test_engine $(SHE_WEIGHTS) $(SHE_VECTORS) || st=1; \
+	$(SHE_BUILD)/test_engine $(SHE_DIR)/tests/fixtures/tiny.safetensors \
+	    $(SHE_DIR)/tests/fixtures/tiny-vectors.safetensors || st=1; \
 	$(SHE_BUILD)/test_corrupt $(SHE_WEIGHTS) $(SHE_BUILD)/corrupt || st=1; \
-	$(SHE_BUILD)/test_plugin $(SHE_PLUGIN) $(SHE_WEIGHTS) || st=1; \
+	$(SHE_BUILD)/test_plugin $(SHE_PLUGIN) $(SHE_WEIGHTS) $(SHE_DIR)/tests/fixtures/tiny.safetensors || st=1; \
 	exit $$st

@@ -59,7 +59,9 @@ def main():
         sys.exit("weights file changed while exporting (the trainer wrote it); run again")
     model.eval()
     R = len(PROMPTS)
-    lat = torch.randn(R, 3, 32, 32, generator=torch.Generator().manual_seed(1234))
+    cfg = model.cfg
+    shape = (cfg["in_channels"], cfg["image_size"], cfg["image_size"])
+    lat = torch.randn(R, *shape, generator=torch.Generator().manual_seed(1234))
     tok = torch.stack([torch.from_numpy(world.encode(p)) for p in PROMPTS])
     t = torch.tensor(TVALS, dtype=torch.float32)
     v, inter = model(lat, t, tok, return_intermediates=True)
@@ -72,7 +74,7 @@ def main():
         "mid_last": inter[f"mid{nmid - 1}"], "mid_out": inter["mid_out"], "v": v,
     }
     stok = torch.stack([torch.from_numpy(world.encode(p)) for p in SAMPLE_PROMPTS])
-    sn = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(99))
+    sn = torch.randn(2, *shape, generator=torch.Generator().manual_seed(99))
     sout = M.sample(model, stok, steps=8, guidance=1.75, x=sn.clone())
     tensors.update({"sample_noise": sn, "sample_tokens": stok.to(torch.int32), "sample_out": sout})
     tensors = {k: val.contiguous() for k, val in tensors.items()}

@@ -71,8 +71,8 @@ static void *tmain(void *a) {
 }
 
 int main(int argc, char **argv) {
-   if (argc != 3) {
-      fprintf(stderr, "usage: %s shapes.so WEIGHTS\n", argv[0]);
+   if (argc != 3 && argc != 4) {
+      fprintf(stderr, "usage: %s shapes.so WEIGHTS [TINY_WEIGHTS]\n", argv[0]);
       return 2;
    }
    const char *so = argv[1], *weights = argv[2];
@@ -136,6 +136,28 @@ int main(int argc, char **argv) {
          if (p) p->destroy(p);
       } else {
          printf("  (no %s: skipping the beside-the-library case)\n", beside);
+      }
+   }
+
+   /* A model with another config and sampling defaults in its metadata (tests/make_tiny.py). */
+   if (argc == 4) {
+      assay_option_t o_tiny = {"weights", ASSAY_OPTION_STRING, argv[3], 0};
+      const assay_plugin_t *pt = make(&o_tiny, 1, &rc);
+      CHECK(pt != NULL, "tiny model: %s", last_error);
+      if (pt != NULL) {
+         const assay_model_ext_t *mt = pt->get_extension(pt, ASSAY_EXT_MODEL);
+         const assay_model_blocks_ext_t *bt = pt->get_extension(pt, ASSAY_EXT_MODEL_BLOCKS);
+         assay_model_info_t ti;
+         assay_model_blocks_info_t tb;
+         mt->get_info(pt, &ti);
+         bt->get_info(pt, &tb);
+         printf("  tiny model: latent %ux%ux%u, condition %u, steps %u, guidance %.2f, %u middle blocks\n",
+                ti.latent_channels, ti.latent_height, ti.latent_width, ti.condition_size, ti.default_steps,
+                (double)ti.default_guidance, tb.block_count);
+         CHECK(ti.latent_height == 16 && ti.image_width == 16 && ti.default_steps == 12 &&
+                  ti.default_guidance == 2.5f && tb.block_count == 3 && ti.condition_size == 8 * 32 + 32,
+               "tiny model info does not follow its metadata");
+         pt->destroy(pt);
       }
    }
 
