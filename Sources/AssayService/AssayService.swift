@@ -57,7 +57,9 @@ public final class AssayService: @unchecked Sendable {
         let connection = try DBusConnection(config.bus)
         loop = DBusEventLoop(connection: connection)
         catalog = BuiltinStrategies.catalog
-        let loader = try DlopenPluginLoader(privateDirectory: config.runtimeDirectory)
+        let options = config.pluginOptions
+        let loader = try DlopenPluginLoader(privateDirectory: config.runtimeDirectory,
+                                            instanceOptions: { id in options[id] ?? [] })
         let loopRef = loop
         // The registry exists before `self` does; events reach the service through a relay.
         let relay = Locked<(@Sendable (RegistryEvent) -> Void)?>(nil)

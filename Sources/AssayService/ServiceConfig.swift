@@ -1,5 +1,6 @@
 import AssayCore
 import AssayDBus
+import AssayPluginHost
 
 /// Everything `assayd` can be told at start-up.
 public struct ServiceConfig: Sendable {
@@ -15,6 +16,8 @@ public struct ServiceConfig: Sendable {
     public var bus: BusAddress = .session
     public var busName = "io.assay.Assay1"
     public var pluginDirectories: [String] = []
+    /// Instance options per plugin id, given to the plugin's `init` (e.g. threads, weights).
+    public var pluginOptions: [String: [(String, PluginOption)]] = [:]
     public var stateDirectory: String = ""
     /// Where private copies of plugin files are mapped from (emptied as they load).
     public var runtimeDirectory: String = ""

@@ -49,6 +49,11 @@ struct AssayDaemon: ParsableCommand {
     @Flag(help: "Allow administrative calls (ReloadPlugins, setting PluginDirectories) from root only. Always on with --system.")
     var restrictAdmin = false
 
+    @Option(name: .customLong("plugin-option"),
+            help: ArgumentHelp("An instance option for a plugin's init: ID.KEY=VALUE (numbers are passed as numbers). Repeatable.",
+                               valueName: "id.key=value"))
+    var pluginOptions: [String] = []
+
     @Flag(help: "Do not watch plugin directories for changes.")
     var noWatch = false
 
@@ -62,6 +67,9 @@ struct AssayDaemon: ParsableCommand {
         }
         if let c = clientIdentity, ServiceConfig.ClientIdentity(rawValue: c) == nil {
             throw ValidationError("--client-identity must be connection or uid")
+        }
+        for o in pluginOptions where AssayDaemon.parsePluginOption(o) == nil {
+            throw ValidationError("--plugin-option '\(o)' must look like ID.KEY=VALUE, e.g. shapes.threads=4")
         }
     }
 
@@ -103,6 +111,10 @@ struct AssayDaemon: ParsableCommand {
         config.defaults = JobDefaults(models: defaultModels.split(separator: ",").map(String.init),
                                       verifiers: defaultVerifiers.split(separator: ",").map(String.init))
         config.watch = !noWatch
+        for o in pluginOptions {
+            let (id, key, value) = AssayDaemon.parsePluginOption(o)!
+            config.pluginOptions[id, default: []].append((key, value))
+        }
         config.restrictAdmin = system || restrictAdmin
 
         let logger = Logger(label: "io.assay.daemon")
@@ -130,6 +142,19 @@ struct AssayDaemon: ParsableCommand {
         }
         rmdir(config.runtimeDirectory)
         withExtendedLifetime(sources) {}
+    }
+}
+
+extension AssayDaemon {
+    /// "shapes.threads=4" -> ("shapes", "threads", .number(4)). Plugin ids may contain dots,
+    /// so the key is what follows the LAST dot before '='.
+    static func parsePluginOption(_ text: String) -> (String, String, PluginOption)? {
+        guard let eq = text.firstIndex(of: "=") else { return nil }
+        let name = text[..<eq], value = String(text[text.index(after: eq)...])
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex, name.index(after: dot) != name.endIndex else { return nil }
+        let id = String(name[..<dot]), key = String(name[name.index(after: dot)...])
+        if let number = Double(value) { return (id, key, .number(number)) }
+        return (id, key, .string(value))
     }
 }
 

@@ -94,6 +94,37 @@ final class BudgetAndSchedulingTests: XCTestCase {
         XCTAssertEqual(try d.waitFinished(try d.submit("a blue disk", ["steps": .uint32(3)])), "done")
     }
 
+    func testUIDIdentityCapsAUserAcrossConnections() throws {
+        // A script that opens a new connection per Submit is still one client by uid.
+        let d = try daemon(["--client-identity", "uid", "--max-concurrent-jobs", "1", "--max-queued-per-client", "1"])
+        let slow: [String: DBusValue] = ["sampler": .string("fixture-sampler"), "steps": .uint32(300),
+                                         "sampler_options": .vardict(["delay_ms": .uint32(10)])]
+        let running = try d.submit("a red disk", slow)
+        try d.waitState(running, "running")
+        _ = try d.submit("a red disk", ["steps": .uint32(2)])
+        let other = try d.bus.connect()
+        XCTAssertThrowsError(try other.call(destination: Daemon.name, path: Daemon.manager, interface: "io.assay.Manager1",
+                                            member: "Submit", [.string("a red disk"), .vardict([:])])) {
+            XCTAssertEqual(($0 as? DBusError)?.name, "io.assay.Error.QueueFull")
+        }
+        _ = try d.client.call(destination: Daemon.name, path: running, interface: "io.assay.Job1", member: "Cancel")
+    }
+
+    func testPluginInstanceOptionsReachInitAndBadOnesAreRefusedWithTheirReason() throws {
+        let bad = try Daemon(arguments: ["--plugin-option", "example-model.mode_weight=7"])
+        let refused = try bad.plugins().first { $0["path"]?.stringValue?.hasSuffix("example-model.so") == true }
+        XCTAssertEqual(refused?["state"]?.stringValue, "refused")
+        XCTAssertTrue(refused?["reason"]?.stringValue?.contains("mode_weight") ?? false, "\(String(describing: refused))")
+        bad.stop()
+        // A valid option changes the model: with weight 1 every sample follows the prompt.
+        let good = try Daemon(arguments: ["--plugin-option", "example-model.mode_weight=1"])
+        let job = try good.submit("a red disk", ["strategy": .string("best-of-n"), "n": .uint32(6), "steps": .uint32(20)])
+        XCTAssertEqual(try good.waitFinished(job), "done")
+        let scores = (try good.manifest(job)["candidates"] as! [[String: Any]]).map { ($0["scores"] as! [String: Double])["example-colour"]! }
+        XCTAssertEqual(scores.min()!, 1, accuracy: 0.01, "\(scores)")
+        XCTAssertNotEqual(Shell.run([TestEnvironment.assaydPath, "--plugin-option", "nodot=1"]).status, 0)
+    }
+
     func testSIGTERMCancelsRunningJobsRecordsThemAndExitsCleanly() throws {
         let d = try daemon()
         let job = try d.submit("a red disk", ["sampler": .string("fixture-sampler"), "steps": .uint32(1000),
