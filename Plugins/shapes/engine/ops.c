@@ -7,7 +7,8 @@
 #include <string.h>
 
 /* Elementwise kernels get an AVX2 (x86-64-v3) clone picked at load time by an ifunc, plus
- * the baseline one; the matmuls dispatch inside OpenBLAS. */
+ * the baseline one; the matmuls dispatch inside OpenBLAS. Define SHAPES_NO_CLONES for
+ * ThreadSanitizer builds (TSan crashes in ifunc resolvers that run before it is set up). */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) && !defined(SHAPES_NO_CLONES)
 #define OP_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
