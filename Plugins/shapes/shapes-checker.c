@@ -136,10 +136,32 @@ static const assay_verifier_ext_t sc_verifier_ext = {
    .score = sc_score,
 };
 
+/* [any-thread] The host asks at submission whether the prompt is inside the grammar. */
+static assay_result_t sc_check_prompt(const assay_plugin_t *plugin, const assay_call_t *call,
+                                      const char *prompt) {
+   const sc_instance_t *self = (const sc_instance_t *)plugin->plugin_data;
+   sw_spec_t spec;
+   char err[512];
+   if (prompt == NULL || sw_parse(prompt, &spec, err, sizeof err) != 0) {
+      char shown[128];
+      sc_show_prompt(prompt != NULL ? prompt : "", shown);
+      sc_fail(self, call, "shapes-checker: the prompt \"%s\" is outside the shapes grammar: %s",
+              shown, prompt != NULL ? err : "no prompt");
+      return ASSAY_ERR_INVALID_ARGUMENT;
+   }
+   return ASSAY_OK;
+}
+
+static const assay_prompt_check_ext_t sc_prompt_check_ext = {
+   .check_prompt = sc_check_prompt,
+};
+
 static const void *sc_get_extension(const assay_plugin_t *plugin, const char *id) {
    (void)plugin;
    if (id != NULL && strcmp(id, ASSAY_EXT_VERIFIER) == 0)
       return &sc_verifier_ext;
+   if (id != NULL && strcmp(id, ASSAY_EXT_PROMPT_CHECK) == 0)
+      return &sc_prompt_check_ext;
    return NULL;
 }
 

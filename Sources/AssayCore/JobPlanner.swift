@@ -64,7 +64,17 @@ public struct JobPlanner: Sendable {
                 verifiers = Array(loaded.prefix(strategy.needsVerifier ? 1 : 0))
             }
         }
-        for v in verifiers { _ = try require(v, .verifier) }
+        // Verifiers with a grammar (assay.prompt-check/1) judge the prompt now, so the
+        // client hears about a prompt they cannot score before any compute is spent.
+        let check = PluginCallContext(jobID: 0)
+        for v in verifiers {
+            let instance = try require(v, .verifier)
+            do {
+                try instance.checkPrompt(prompt, context: check)
+            } catch let e as PluginCallError {
+                throw AssayError.invalidArgument("verifier '\(v)' cannot judge this prompt: \(e.message)")
+            }
+        }
         if strategy.needsVerifier && verifiers.isEmpty {
             throw AssayError.notReady("strategy '\(strategy.name)' needs a verifier and none is loaded")
         }
@@ -92,7 +102,6 @@ public struct JobPlanner: Sendable {
             throw AssayError.invalidArgument("the planned budget of \(budget) NFEs exceeds the maximum of \(JobOptions.Limits.maxBudgetNFE): lower n or steps")
         }
 
-        let check = PluginCallContext(jobID: 0)
         do {
             _ = try model.encode(prompt, context: check)
             if conditions == 2, let neg = options.negativePrompt { _ = try model.encode(neg, context: check) }

@@ -16,4 +16,5 @@
 #include "ext/sampler.h"
 #include "ext/verifier.h"
 #include "ext/reflector.h"
+#include "ext/prompt-check.h"
 #include "ext/blocks.h"

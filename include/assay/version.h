@@ -19,7 +19,11 @@ extern "C" {
  * - `revision` is documentation-only fixes.
  * Structs in this header set are FROZEN within a major version: nothing is ever appended to
  * them. Growth happens through versioned extension ids ("assay.model/1", "assay.model/2").
- * Enums are uint32_t values where 0 means "unknown". */
+ * Enums are uint32_t values where 0 means "unknown".
+ *
+ * History: 1.0 the entry, factory, host, model, sampler, verifier and reflector
+ * interfaces; 1.1 adds the optional extensions "assay.model-blocks/1" (ext/blocks.h)
+ * and "assay.prompt-check/1" (ext/prompt-check.h). */
 typedef struct assay_version {
    uint32_t major;
    uint32_t minor;
@@ -27,7 +31,7 @@ typedef struct assay_version {
 } assay_version_t;
 
 #define ASSAY_VERSION_MAJOR 1
-#define ASSAY_VERSION_MINOR 0
+#define ASSAY_VERSION_MINOR 1
 #define ASSAY_VERSION_REVISION 0
 
 #define ASSAY_VERSION_INIT {ASSAY_VERSION_MAJOR, ASSAY_VERSION_MINOR, ASSAY_VERSION_REVISION}
