@@ -31,12 +31,17 @@ SHE_LIB := $(SHE_BUILD)/libshapes-engine.so
 SHE_TESTS := $(SHE_BUILD)/test_engine $(SHE_BUILD)/test_corrupt $(SHE_BUILD)/test_plugin
 
 EXTRA_PLUGINS += $(SHE_PLUGIN)
-# The weights travel with the plugin (it looks for them beside its library).
+# The weights travel with the plugin (it looks for them beside its library). shapes.so also
+# depends on the copy, so new weights relink it and a running daemon hot-reloads them (it
+# watches .so files only).
+SHE_WEIGHTS_OUT :=
 ifneq ($(wildcard $(SHE_WEIGHTS)),)
-EXTRA_PLUGINS += $(OUT_ABS)/shapes-base.safetensors
+SHE_WEIGHTS_OUT := $(OUT_ABS)/shapes-base.safetensors
+EXTRA_PLUGINS += $(SHE_WEIGHTS_OUT)
 endif
 
-$(SHE_PLUGIN): $(SHE_DIR)/shapes-model.c $(SHE_SRCS) $(SHE_HDRS) $(DEPS) $(SHE_DIR)/engine.mk | $(OUT_ABS)
+$(SHE_PLUGIN): $(SHE_DIR)/shapes-model.c $(SHE_SRCS) $(SHE_HDRS) $(DEPS) $(SHE_DIR)/engine.mk $(SHE_WEIGHTS_OUT) \
+               | $(OUT_ABS)
 	$(CC) $(SHE_CFLAGS) -o $@ $< $(SHE_SRCS) $(PLUGIN_LDFLAGS) $(SHE_LIBS)
 
 # Copy to a temporary name, then rename: a watcher never sees a half-written file.
