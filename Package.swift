@@ -7,6 +7,7 @@ import PackageDescription
 //   AssayCore        jobs, budgets, scheduling, manifests, results
 //   AssayStrategies  search strategies (single, best-of-n, ...) over AssayCore
 //   AssayDBus        a small libdbus-1 binding: connection, event loop, messages
+//   AssayWire        Assay's types on D-Bus (job options and their wire types)
 //   AssayService     the io.assay.Assay1 D-Bus surface over the core
 //   assayd / assayctl / assay-bench   the daemon, the CLI, the benchmark tool
 let package = Package(
@@ -34,8 +35,9 @@ let package = Package(
         ]),
         .target(name: "AssayStrategies", dependencies: ["AssayCore"]),
         .target(name: "AssayDBus", dependencies: ["CDBus"]),
+        .target(name: "AssayWire", dependencies: ["AssayCore", "AssayDBus"]),
         .target(name: "AssayService", dependencies: [
-            "AssayCore", "AssayStrategies", "AssayDBus",
+            "AssayCore", "AssayStrategies", "AssayDBus", "AssayWire",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "assayd", dependencies: [
@@ -43,13 +45,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "assayctl", dependencies: [
-            "AssayDBus", "AssayCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "AssayDBus", "AssayCore", "AssayWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "assay-bench", dependencies: [
             "AssayDBus", "AssayCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "AssayTests", dependencies: [
-            "AssayDBus", "AssayCore", "AssayPluginHost", "AssayStrategies", "assayd", "assayctl",
+            "AssayDBus", "AssayCore", "AssayPluginHost", "AssayStrategies", "AssayWire", "assayd", "assayctl",
         ]),
     ],
     swiftLanguageModes: [.v5]

@@ -5,6 +5,16 @@ import Glibc
 
 /// `io.assay.Job1` on /io/assay/Assay1/jobs/<n>.
 extension AssayService {
+    /// A file a job writes when it ends, or NotReady while it has none.
+    func replyWithJobFile(_ msg: DBusMessage, _ entry: JobEntry, _ path: KeyPath<JobSnapshot, String>,
+                          _ what: String) throws -> DBusMessage {
+        let snap = entry.job.snapshot
+        guard !snap[keyPath: path].isEmpty else {
+            throw AssayError.notReady("job \(entry.job.id) has no \(what.dropFirst(2)) (state \(snap.state.rawValue)): wait for its Finished signal")
+        }
+        return try replyWithFile(msg, snap[keyPath: path])
+    }
+
     /// Replies with a read-only descriptor of `path`: a client of another user (or in a
     /// sandbox) reads results without access to the daemon's state directory.
     func replyWithFile(_ msg: DBusMessage, _ path: String) throws -> DBusMessage {
@@ -40,18 +50,10 @@ extension AssayService {
             return msg.makeReturn()
         case "OpenResult":
             try requireSignature(msg, "", "OpenResult()")
-            let snap = entry.job.snapshot
-            guard !snap.resultPath.isEmpty else {
-                throw AssayError.notReady("job \(entry.job.id) has no result (state \(snap.state.rawValue)): wait for its Finished signal")
-            }
-            return try replyWithFile(msg, snap.resultPath)
+            return try replyWithJobFile(msg, entry, \.resultPath, "a result")
         case "OpenManifest":
             try requireSignature(msg, "", "OpenManifest()")
-            let snap = entry.job.snapshot
-            guard !snap.manifestPath.isEmpty else {
-                throw AssayError.notReady("job \(entry.job.id) has no manifest yet (state \(snap.state.rawValue)): wait for its Finished signal")
-            }
-            return try replyWithFile(msg, snap.manifestPath)
+            return try replyWithJobFile(msg, entry, \.manifestPath, "a manifest")
         case "OpenCandidate":
             try requireSignature(msg, "u", "OpenCandidate(u index)")
             guard case .uint32(let index)? = msg.arguments().first else { throw AssayError.invalidArgument("OpenCandidate(u index)") }

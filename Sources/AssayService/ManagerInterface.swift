@@ -1,6 +1,7 @@
 import AssayCore
 import AssayDBus
 import AssayPluginHost
+import AssayWire
 import Dispatch
 import Glibc
 
@@ -27,7 +28,7 @@ extension AssayService {
         case "Submit":
             try requireSignature(msg, "sa{sv}", "Submit(s prompt, a{sv} options), e.g. Submit(\"a red circle\", {\"strategy\": <\"best-of-n\">, \"n\": <uint32 8>})")
             let args = msg.arguments()
-            guard case .string(let prompt) = args[0], let options = OptionConversion.options(from: args[1]) else {
+            guard case .string(let prompt) = args[0], let options = JobOptionsWire.decode(args[1]) else {
                 throw AssayError.invalidArgument("Submit takes (s prompt, a{sv} options)")
             }
             let path = try submit(prompt: prompt, rawOptions: options, msg: msg)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AssayCore
+import AssayWire
 import AssayDBus
 import AssayPluginHost
 
@@ -202,37 +203,12 @@ struct Replay: ParsableCommand {
     @Flag(name: .customLong("no-wait"), help: "Print the job's object path and exit at once.")
     var noWait = false
 
-    /// The plan's options as `a{sv}` with the types Submit expects: seed t, counts u, guidance d.
-    static func dbusOptions(_ values: [String: OptionValue]) -> [String: DBusValue] {
-        func convert(_ key: String, _ v: OptionValue) -> DBusValue {
-            switch v {
-            case .string(let s): return .string(s)
-            case .strings(let l): return .strings(l)
-            case .unsigned(let u): return key == "seed" ? .uint64(u) : .uint32(UInt32(clamping: u))
-            case .signed(let s): return key == "seed" ? .uint64(UInt64(clamping: s)) : .uint32(UInt32(clamping: s))
-            case .double(let d): return .double(d)
-            case .bool(let b): return .bool(b)
-            case .dictionary(let d):
-                return .vardict(Dictionary(uniqueKeysWithValues: d.map { k, v in
-                    // Sampler options keep the JSON's number/string distinction.
-                    switch v {
-                    case .unsigned(let u): return (k, DBusValue.double(Double(u)))
-                    case .signed(let s): return (k, DBusValue.double(Double(s)))
-                    default: return (k, convert(k, v))
-                    }
-                }))
-            case .other: return .string("")
-            }
-        }
-        return Dictionary(uniqueKeysWithValues: values.map { ($0.key, convert($0.key, $0.value)) })
-    }
-
     func run() throws {
         let m: Manifest
         do { m = try Manifest.decode(try LocalFile.read(manifest)) } catch let f as Failure { throw f } catch {
             throw Failure(ExitStatus.local, "\(manifest) is not a job manifest: \(error)")
         }
-        var options = Replay.dbusOptions(m.plan.asOptionValues)
+        var options = JobOptionsWire.encode(m.plan.asOptionValues)
         if result.contactSheet != nil { options["save_candidates"] = .bool(true) }
         try submitAndFollow(bus, prompt: m.prompt, options: options, result: result, noWait: noWait,
                             expectedSHA256: m.resultSHA256)

@@ -1,6 +1,7 @@
 import AssayCore
 import AssayDBus
 import AssayPluginHost
+import AssayWire
 import Foundation
 import XCTest
 
@@ -145,7 +146,7 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(manifest.plugins.map(\.id).sorted(), ["example-colour", "example-model"])
         XCTAssertTrue(manifest.plugins.allSatisfy { $0.sha256.count == 64 })
         // Replay: the recorded plan as Submit options.
-        let options = manifest.plan.asOptionValues.mapValues(dbusValue)
+        let options = JobOptionsWire.encode(manifest.plan.asOptionValues)
         let again = try d.submit(manifest.prompt, options)
         XCTAssertEqual(try d.waitFinished(again), "done")
         let replayed = try Manifest.decode(Array(try Data(contentsOf: URL(fileURLWithPath: try d.string(again, "ManifestPath")))))
@@ -183,19 +184,5 @@ final class DaemonTests: XCTestCase {
             m.append(.uint32(0))
             _ = try d.client.call(m)
         }
-    }
-}
-
-/// Converts a replay option to its D-Bus value with the types Submit expects.
-func dbusValue(_ o: OptionValue) -> DBusValue {
-    switch o {
-    case .string(let s): return .string(s)
-    case .strings(let l): return .strings(l)
-    case .unsigned(let u): return .uint64(u)
-    case .signed(let s): return .int64(s)
-    case .double(let d): return .double(d)
-    case .bool(let b): return .bool(b)
-    case .dictionary(let d): return .vardict(d.mapValues(dbusValue))
-    case .other: return .string("")
     }
 }
