@@ -10,7 +10,7 @@ extension AssayService {
                           _ what: String) throws -> DBusMessage {
         let snap = entry.job.snapshot
         guard !snap[keyPath: path].isEmpty else {
-            throw AssayError.notReady("job \(entry.job.id) has no \(what.dropFirst(2)) (state \(snap.state.rawValue)): wait for its Finished signal")
+            throw AssayError.notReady("job \(entry.job.id) has no \(what) (state \(snap.state.rawValue)): wait for its Finished signal")
         }
         return try replyWithFile(msg, snap[keyPath: path])
     }
@@ -50,10 +50,10 @@ extension AssayService {
             return msg.makeReturn()
         case "OpenResult":
             try requireSignature(msg, "", "OpenResult()")
-            return try replyWithJobFile(msg, entry, \.resultPath, "a result")
+            return try replyWithJobFile(msg, entry, \.resultPath, "result")
         case "OpenManifest":
             try requireSignature(msg, "", "OpenManifest()")
-            return try replyWithJobFile(msg, entry, \.manifestPath, "a manifest")
+            return try replyWithJobFile(msg, entry, \.manifestPath, "manifest")
         case "OpenCandidate":
             try requireSignature(msg, "u", "OpenCandidate(u index)")
             guard case .uint32(let index)? = msg.arguments().first else { throw AssayError.invalidArgument("OpenCandidate(u index)") }
