@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "engine.h"
+#include "json.h"
 #include "testutil.h"
 
 static unsigned char *orig;
@@ -79,11 +80,47 @@ static void expect_fail(const char *label, const char *path, const char *expect)
 
 static void path_of(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
 
+/* The JSON parser on its own: valid documents decode exactly, invalid ones are refused. */
+static void test_json(void) {
+   char err[256];
+   static const char *const bad[] = {
+      "", "{", "{\"a\":1,}", "[1,]", "01", "-", "1.", "1e", "tru", "nul", "NaN", "\"abc", "\"\\x\"",
+      "\"\\ud800\"", "\"\\udc00x\"", "\"\\u12g4\"", "\"a\nb\"", "\"\\u0000\"", "{1:2}", "[1 2]", "{\"a\" 1}",
+      "1 2", "\"\xc3\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"", "{\"a\":}",
+   };
+   int refused = 0;
+   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+      sj_value *v = sj_parse(bad[i], strlen(bad[i]), err, sizeof err);
+      if (v == NULL && err[0] != 0) refused++;
+      else printf("  JSON %s was accepted\n", bad[i]);
+      sj_free(v);
+   }
+   CHECK(refused == (int)(sizeof bad / sizeof bad[0]), "%d of %zu invalid JSON texts refused", refused,
+         sizeof bad / sizeof bad[0]);
+   const char *good = " {\"s\":\"\\u00e9\\ud83d\\ude00\\n\\/\",\"n\":[0,-0,12,1.5e2,-2.5E-1,18446744073709551615,"
+                      "18446744073709551616],\"b\":[true,false,null],\"e\":{},\"a\":[]} ";
+   sj_value *v = sj_parse(good, strlen(good), err, sizeof err);
+   CHECK(v != NULL, "valid JSON refused: %s", err);
+   if (v != NULL) {
+      const sj_value *s = sj_get(v, "s"), *n = sj_get(v, "n"), *b = sj_get(v, "b");
+      CHECK(s && strcmp(s->string, "\xc3\xa9\xf0\x9f\x98\x80\n/") == 0, "string escapes decoded wrongly");
+      CHECK(n && n->length == 7 && n->items[2].is_uint && n->items[2].uint_value == 12 && !n->items[1].is_uint &&
+               n->items[3].number == 150.0 && n->items[4].number == -0.25 && n->items[5].is_uint &&
+               n->items[5].uint_value == UINT64_MAX && !n->items[6].is_uint,
+            "numbers decoded wrongly");
+      CHECK(b && b->items[0].type == SJ_BOOL && b->items[0].boolean && b->items[2].type == SJ_NULL, "literals");
+      CHECK(sj_get(v, "e") && sj_get(v, "e")->type == SJ_OBJECT && sj_get(v, "missing") == NULL, "objects");
+   }
+   sj_free(v);
+   printf("  JSON parser: %zu invalid texts refused, escapes/numbers/literals decoded\n", sizeof bad / sizeof bad[0]);
+}
+
 int main(int argc, char **argv) {
    if (argc != 3) {
       fprintf(stderr, "usage: %s WEIGHTS SCRATCH_DIR\n", argv[0]);
       return 2;
    }
+   test_json();
    snprintf(dir, sizeof dir, "%s", argv[2]);
    mkdir(dir, 0755);
    orig = tu_read_file(argv[1], &orig_size);
