@@ -20,7 +20,7 @@
 #define GN_EPS 1e-5f
 #define LN_EPS 1e-6f
 
-typedef struct lin { const float *w, *b; } lin_t;
+typedef struct lin { const float *w, *b, *u; } lin_t; /* u: Winograd weights or NULL */
 typedef struct nrm { const float *g, *b; } nrm_t;
 typedef struct resblock { nrm_t norm1, norm2; lin_t conv1, conv2, film, skip; int cin, cout, has_skip; } resblock_t;
 typedef struct textblock { nrm_t norm1, norm2; lin_t qkv, proj, fc1, fc2; } textblock_t;
@@ -50,7 +50,12 @@ struct shapes_engine {
    pthread_mutex_t lock;
    workspace_t *pool;
    int pool_size;
+   float *wino[16]; /* owned Winograd weight copies */
+   int n_wino;
 };
+
+/* Winograd F(2x2,3x3) pays for convolutions that are not too thin. */
+static int wino_eligible(int cin, int cout) { return cin >= 32 && cout >= 32; }
 
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
@@ -134,16 +139,30 @@ static lin_t need_lin(loader_t *L, const char *prefix, int out, int in) {
    lin_t l;
    l.w = need(L, wn, out, in, -1, -1);
    l.b = need(L, bn, out, -1, -1, -1);
+   l.u = NULL;
    return l;
 }
 
-static lin_t need_conv(loader_t *L, const char *prefix, int out, int in, int k) {
+static lin_t need_conv(loader_t *L, const char *prefix, int out, int in, int k, int wino) {
    char wn[256], bn[256];
    snprintf(wn, sizeof wn, "%s.weight", prefix);
    snprintf(bn, sizeof bn, "%s.bias", prefix);
    lin_t l;
    l.w = need(L, wn, out, in, k, k);
    l.b = need(L, bn, out, -1, -1, -1);
+   l.u = NULL;
+   if (l.w != NULL && k == 3 && wino && wino_eligible(in, out) &&
+       L->e->n_wino < (int)(sizeof L->e->wino / sizeof L->e->wino[0])) {
+      float *u = malloc((size_t)16 * out * in * sizeof *u);
+      if (u == NULL) {
+         eerr(L->err, L->errlen, "out of memory");
+         L->failed = 1;
+         return l;
+      }
+      op_winograd_weights(out, in, l.w, u); /* from the torch layout, before the permutation */
+      L->e->wino[L->e->n_wino++] = u;
+      l.u = u;
+   }
    if (l.w != NULL && k > 1) {
       /* [out][in][k][k] -> [out][k][k][in]: the (ky, kx, ci) order of the pixel-major im2col. */
       const size_t per = (size_t)in * k * k;
@@ -183,13 +202,13 @@ static resblock_t need_res(loader_t *L, const char *p, int cin, int cout, int C)
    r.cin = cin;
    r.cout = cout;
    snprintf(n, sizeof n, "%s.norm1", p); r.norm1 = need_norm(L, n, cin);
-   snprintf(n, sizeof n, "%s.conv1", p); r.conv1 = need_conv(L, n, cout, cin, 3);
+   snprintf(n, sizeof n, "%s.conv1", p); r.conv1 = need_conv(L, n, cout, cin, 3, 1);
    snprintf(n, sizeof n, "%s.norm2", p); r.norm2 = need_norm(L, n, cout);
    snprintf(n, sizeof n, "%s.film", p); r.film = need_lin(L, n, 2 * cout, C);
-   snprintf(n, sizeof n, "%s.conv2", p); r.conv2 = need_conv(L, n, cout, cout, 3);
+   snprintf(n, sizeof n, "%s.conv2", p); r.conv2 = need_conv(L, n, cout, cout, 3, 1);
    if (cin != cout) {
       r.has_skip = 1;
-      snprintf(n, sizeof n, "%s.skip", p); r.skip = need_conv(L, n, cout, cin, 1);
+      snprintf(n, sizeof n, "%s.skip", p); r.skip = need_conv(L, n, cout, cin, 1, 0);
    }
    return r;
 }
@@ -404,9 +423,9 @@ shapes_engine_t *shapes_engine_load(const char *path, char *err, size_t errlen) 
    e->text_pool = need_lin(&L, "text_pool", C, D);
    e->t_mlp0 = need_lin(&L, "t_mlp.0", C, c->time_freq_dim);
    e->t_mlp2 = need_lin(&L, "t_mlp.2", C, C);
-   e->stem = need_conv(&L, "stem", c->ch0, e->p2c, 3);
+   e->stem = need_conv(&L, "stem", c->ch0, e->p2c, 3, 0);
    e->enc0 = need_res(&L, "enc0", c->ch0, c->ch0, C);
-   e->down = need_conv(&L, "down", c->ch1, c->ch0, 3);
+   e->down = need_conv(&L, "down", c->ch1, c->ch0, 3, 0);
    e->enc1 = need_res(&L, "enc1", c->ch1, c->ch1, C);
    e->img_in = need_lin(&L, "img_in", D, c->ch1);
    e->img_pos = need(&L, "img_pos", 1, c->n_img, D, -1);
@@ -418,10 +437,10 @@ shapes_engine_t *shapes_engine_load(const char *path, char *err, size_t errlen) 
    }
    e->img_out = need_lin(&L, "img_out", c->ch1, D);
    e->dec1 = need_res(&L, "dec1", 2 * c->ch1, c->ch1, C);
-   e->up = need_conv(&L, "up", c->ch0, c->ch1, 3);
+   e->up = need_conv(&L, "up", c->ch0, c->ch1, 3, 1);
    e->dec0 = need_res(&L, "dec0", 2 * c->ch0, c->ch0, C);
    e->out_norm = need_norm(&L, "out_norm", c->ch0);
-   e->out_conv = need_conv(&L, "out_conv", e->p2c, c->ch0, 3);
+   e->out_conv = need_conv(&L, "out_conv", e->p2c, c->ch0, 3, 1);
    if (L.failed) {
       eerr(err, errlen, "%s: %s", path, cerr);
       goto fail;
@@ -452,6 +471,8 @@ void shapes_engine_free(shapes_engine_t *e) {
       ws_free(w);
    }
    pthread_mutex_destroy(&e->lock);
+   for (int i = 0; i < e->n_wino; i++)
+      free(e->wino[i]);
    if (e->vocab != NULL)
       for (int i = 0; i < e->cfg.vocab_size; i++)
          free(e->vocab[i]);
@@ -497,6 +518,12 @@ static workspace_t *ws_alloc(const shapes_engine_t *e, int cap) {
    size_t colsz = 0;
    for (size_t i = 0; i < sizeof conv_cin / sizeof conv_cin[0]; i++)
       colsz = imax(colsz, op_conv3x3_col_floats(conv_cin[i]));
+   /* Same-size convolutions (cin, cout) that may run as Winograd. */
+   const int same[][2] = {{c->ch0, c->ch0}, {c->ch1, c->ch1}, {2 * c->ch1, c->ch1}, {c->ch1, c->ch0},
+                          {2 * c->ch0, c->ch0}, {c->ch0, e->p2c}};
+   for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
+      if (wino_eligible(same[i][0], same[i][1]))
+         colsz = imax(colsz, op_conv3x3_winograd_floats(same[i][0], same[i][1]));
    const size_t sizes[] = {
       (size_t)e->p2c * S1 * n,          /* z */
       c0 * S1 * n,                      /* h16 */
@@ -743,6 +770,20 @@ int shapes_encode(const shapes_engine_t *e, const char *caption, float *cond, ch
 
 /* ---- image path ------------------------------------------------------------------------ */
 
+/* Same-size 3x3 convolution: Winograd F(2x2,3x3) where the weights were transformed (and
+ * there are at least WINO_MIN_TILES 2x2 tiles; measured here it pays from batch 1 on), else
+ * im2col. */
+#ifndef WINO_MIN_TILES
+#define WINO_MIN_TILES 1
+#endif
+static void conv_same(workspace_t *w, int n, int H, int cin, const float *in, int ldin, int cout, const lin_t *cv,
+                      float beta, float *out, int ldout) {
+   if (cv->u != NULL && H % 2 == 0 && n * (H / 2) * (H / 2) >= WINO_MIN_TILES)
+      op_conv3x3_winograd(n, H, H, cin, in, ldin, cout, cv->u, cv->b, beta, out, ldout, w->col);
+   else
+      op_conv3x3(n, H, H, cin, in, ldin, cout, 1, cv->w, cv->b, beta, out, ldout, w->col);
+}
+
 /* ResBlock on x [n*H*H][cin] (row stride ldx) -> out [n*H*H][cout] (row stride ldout).
  * cs rows at stride ldcs. */
 static void resblock(const shapes_engine_t *e, workspace_t *w, int n, const resblock_t *r, int H,
@@ -750,7 +791,7 @@ static void resblock(const shapes_engine_t *e, workspace_t *w, int n, const resb
    const int HW = H * H, G = e->cfg.groups, P = n * HW, ci = r->cin, co = r->cout;
    op_linear(n, 2 * co, e->cfg.cond_dim, cs, ldcs, r->film.w, r->film.b, 0.0f, w->film, 2 * co);
    op_groupnorm(n, HW, ci, G, GN_EPS, x, ldx, r->norm1.g, r->norm1.b, NULL, 0, 1, w->tA, ci, w->stats);
-   op_conv3x3(n, H, H, ci, w->tA, ci, co, 1, r->conv1.w, r->conv1.b, 0.0f, w->tB, co, w->col);
+   conv_same(w, n, H, ci, w->tA, ci, co, &r->conv1, 0.0f, w->tB, co);
    op_groupnorm(n, HW, co, G, GN_EPS, w->tB, co, r->norm2.g, r->norm2.b, w->film, 2 * co, 1, w->tA, co, w->stats);
    if (r->has_skip) {
       op_linear(P, co, ci, x, ldx, r->skip.w, r->skip.b, 0.0f, out, ldout);
@@ -758,7 +799,7 @@ static void resblock(const shapes_engine_t *e, workspace_t *w, int n, const resb
       for (int p = 0; p < P; p++)
          memmove(out + (size_t)p * ldout, x + (size_t)p * ldx, (size_t)co * sizeof *out);
    }
-   op_conv3x3(n, H, H, co, w->tA, co, co, 1, r->conv2.w, r->conv2.b, 1.0f, out, ldout, w->col);
+   conv_same(w, n, H, co, w->tA, co, co, &r->conv2, 1.0f, out, ldout);
 }
 
 static void prologue_impl(const shapes_engine_t *e, workspace_t *w, int n, const float *x, const float *t,
@@ -892,11 +933,11 @@ static void epilogue_impl(const shapes_engine_t *e, workspace_t *w, int n, const
                mid_out[((size_t)b * c1 + ch) * S2 + p] = w->cat2[((size_t)b * S2 + p) * 2 * c1 + ch];
    resblock(e, w, n, &e->dec1, H2, w->cat2, 2 * c1, w->h8, c1, context, ldc);
    op_upsample2x(n, H2, H2, c1, w->h8, c1, w->tA);
-   op_conv3x3(n, H1, H1, c1, w->tA, c1, c0, 1, e->up.w, e->up.b, 0.0f, w->cat1, 2 * c0, w->col);
+   conv_same(w, n, H1, c1, w->tA, c1, c0, &e->up, 0.0f, w->cat1, 2 * c0);
    resblock(e, w, n, &e->dec0, H1, w->cat1, 2 * c0, w->h16, c0, context, ldc);
    op_groupnorm(n, S1, c0, c->groups, GN_EPS, w->h16, c0, e->out_norm.g, e->out_norm.b, NULL, 0, 1, w->tA, c0,
                 w->stats);
-   op_conv3x3(n, H1, H1, c0, w->tA, c0, p2c, 1, e->out_conv.w, e->out_conv.b, 0.0f, w->z, p2c, w->col);
+   conv_same(w, n, H1, c0, w->tA, c0, p2c, &e->out_conv, 0.0f, w->z, p2c);
    /* pixel_shuffle (inverse of the unshuffle in the prologue). */
    for (int b = 0; b < n; b++)
       for (int y = 0; y < H1; y++)

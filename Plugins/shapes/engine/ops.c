@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Elementwise kernels get an AVX2 (x86-64-v3) clone picked at load time by an ifunc, plus
@@ -135,6 +136,144 @@ void op_conv3x3(int n, int H, int W, int cin, const float *in, int ldin, int cou
                row[c] += bias[c];
          }
    }
+}
+
+/* ---- Winograd F(2x2, 3x3) ---------------------------------------------------------------
+ * Same-size 3x3 convolution (stride 1, padding 1, H and W even) with 16 multiplies per 2x2
+ * output tile instead of 36: V = B^T d B per 4x4 input tile and channel, M[k] = V[k] U[k]^T
+ * (16 sgemms, k = 4*i + j), Y = A^T M A. U = G g G^T is precomputed from the weights. */
+
+void op_winograd_weights(int cout, int cin, const float *w, float *u) {
+   const size_t plane = (size_t)cout * cin;
+   for (int co = 0; co < cout; co++)
+      for (int ci = 0; ci < cin; ci++) {
+         const float *g = w + ((size_t)co * cin + ci) * 9; /* torch layout [cout][cin][3][3] */
+         float r[4][3];
+         for (int c = 0; c < 3; c++) {
+            r[0][c] = g[c];
+            r[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
+            r[2][c] = 0.5f * (g[c] - g[3 + c] + g[6 + c]);
+            r[3][c] = g[6 + c];
+         }
+         for (int i = 0; i < 4; i++) {
+            const float q[4] = {r[i][0], 0.5f * (r[i][0] + r[i][1] + r[i][2]), 0.5f * (r[i][0] - r[i][1] + r[i][2]),
+                                r[i][2]};
+            for (int j = 0; j < 4; j++)
+               u[(size_t)(4 * i + j) * plane + (size_t)co * cin + ci] = q[j];
+         }
+      }
+}
+
+static int op_wino_tiles(int cin, int cout) {
+   const int c = cin > cout ? cin : cout;
+   int t = (int)((size_t)(512 * 1024) / ((size_t)16 * c));
+   return t < 32 ? 32 : t;
+}
+
+size_t op_conv3x3_winograd_floats(int cin, int cout) {
+   return (size_t)16 * op_wino_tiles(cin, cout) * (size_t)(cin + cout) + (size_t)16 * cin;
+}
+
+static inline void op_vsub(float *restrict o, const float *restrict x, const float *restrict y, int n) {
+   for (int c = 0; c < n; c++)
+      o[c] = x[c] - y[c];
+}
+static inline void op_vadd(float *restrict o, const float *restrict x, const float *restrict y, int n) {
+   for (int c = 0; c < n; c++)
+      o[c] = x[c] + y[c];
+}
+
+/* V[k][t][ci] for tiles t0..t0+nt of the batch; tmp: 16*cin floats. Channel-contiguous
+ * loops, so everything vectorises. */
+OP_CLONES
+static void op_wino_input(int H, int W, int cin, const float *in, int ldin, int t0, int nt, float *V,
+                          const float *zeros, float *tmp) {
+   const int tw = W / 2, th = H / 2;
+   const size_t vs = (size_t)nt * cin;
+   for (int t = t0; t < t0 + nt; t++) {
+      const int b = t / (th * tw), ty = (t / tw) % th, tx = t % tw;
+      const float *d[16];
+      for (int i = 0; i < 4; i++)
+         for (int j = 0; j < 4; j++) {
+            const int y = 2 * ty - 1 + i, x = 2 * tx - 1 + j;
+            d[4 * i + j] = (y < 0 || y >= H || x < 0 || x >= W) ? zeros
+                                                                 : in + (((size_t)b * H + y) * W + x) * ldin;
+         }
+      /* r = B^T d (rows), into tmp[4*i + j]. */
+      for (int j = 0; j < 4; j++) {
+         op_vsub(tmp + (size_t)(0 + j) * cin, d[j], d[8 + j], cin);
+         op_vadd(tmp + (size_t)(4 + j) * cin, d[4 + j], d[8 + j], cin);
+         op_vsub(tmp + (size_t)(8 + j) * cin, d[8 + j], d[4 + j], cin);
+         op_vsub(tmp + (size_t)(12 + j) * cin, d[4 + j], d[12 + j], cin);
+      }
+      /* V = r B (columns). */
+      float *v = V + (size_t)(t - t0) * cin;
+      for (int i = 0; i < 4; i++) {
+         const float *r0 = tmp + (size_t)(4 * i) * cin, *r1 = r0 + cin, *r2 = r1 + cin, *r3 = r2 + cin;
+         op_vsub(v + (size_t)(4 * i + 0) * vs, r0, r2, cin);
+         op_vadd(v + (size_t)(4 * i + 1) * vs, r1, r2, cin);
+         op_vsub(v + (size_t)(4 * i + 2) * vs, r2, r1, cin);
+         op_vsub(v + (size_t)(4 * i + 3) * vs, r1, r3, cin);
+      }
+   }
+}
+
+/* out (2x2 pixels per tile) = beta * out + A^T M A + bias. */
+OP_CLONES
+static void op_wino_output(int H, int W, int cout, const float *Mb, int t0, int nt, const float *bias, float beta,
+                           float *out, int ldout) {
+   const int tw = W / 2, th = H / 2;
+   const size_t ms = (size_t)nt * cout;
+   for (int t = t0; t < t0 + nt; t++) {
+      const int b = t / (th * tw), ty = (t / tw) % th, tx = t % tw;
+      const float *m = Mb + (size_t)(t - t0) * cout;
+      float *o[4];
+      for (int i = 0; i < 2; i++)
+         for (int j = 0; j < 2; j++)
+            o[2 * i + j] = out + (((size_t)b * H + 2 * ty + i) * W + 2 * tx + j) * ldout;
+      for (int c = 0; c < cout; c++) {
+         float s[2][4];
+         for (int j = 0; j < 4; j++) { /* A^T M, column j */
+            const float m0 = m[(size_t)j * ms + c], m1 = m[(size_t)(4 + j) * ms + c], m2 = m[(size_t)(8 + j) * ms + c],
+                        m3 = m[(size_t)(12 + j) * ms + c];
+            s[0][j] = m0 + m1 + m2;
+            s[1][j] = m1 - m2 - m3;
+         }
+         const float bb = bias != NULL ? bias[c] : 0.0f;
+         for (int i = 0; i < 2; i++) {
+            const float y0 = s[i][0] + s[i][1] + s[i][2] + bb, y1 = s[i][1] - s[i][2] - s[i][3] + bb;
+            float *p0 = o[2 * i] + c, *p1 = o[2 * i + 1] + c;
+            *p0 = beta == 0.0f ? y0 : *p0 + y0;
+            *p1 = beta == 0.0f ? y1 : *p1 + y1;
+         }
+      }
+   }
+}
+
+void op_conv3x3_winograd(int n, int H, int W, int cin, const float *in, int ldin, int cout, const float *u,
+                         const float *bias, float beta, float *out, int ldout, float *scratch) {
+   const int T = n * (H / 2) * (W / 2), chunk = op_wino_tiles(cin, cout);
+   const size_t plane = (size_t)cout * cin;
+   float *V = scratch, *Mb = scratch + (size_t)16 * chunk * cin, *tmp = Mb + (size_t)16 * chunk * cout;
+   /* A row of zeros for the padding, as long as the widest input row read. */
+   float zeros[512];
+   const float *zero_row = zeros;
+   float *zbig = NULL;
+   if (cin > 512) {
+      zbig = calloc((size_t)cin, sizeof *zbig);
+      zero_row = zbig;
+   } else {
+      memset(zeros, 0, sizeof zeros);
+   }
+   for (int t0 = 0; t0 < T; t0 += chunk) {
+      const int nt = T - t0 < chunk ? T - t0 : chunk;
+      op_wino_input(H, W, cin, in, ldin, t0, nt, V, zero_row, tmp);
+      for (int k = 0; k < 16; k++)
+         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, cout, cin, 1.0f, V + (size_t)k * nt * cin, cin,
+                     u + (size_t)k * plane, cin, 0.0f, Mb + (size_t)k * nt * cout, cout);
+      op_wino_output(H, W, cout, Mb, t0, nt, bias, beta, out, ldout);
+   }
+   free(zbig);
 }
 
 void op_upsample2x(int n, int H, int W, int C, const float *in, int ldin, float *out) {

@@ -23,6 +23,16 @@ size_t op_conv3x3_col_floats(int cin);
 void op_conv3x3(int n, int H, int W, int cin, const float *in, int ldin, int cout, int stride,
                 const float *weight, const float *bias, float beta, float *out, int ldout, float *col);
 
+/* Winograd F(2x2, 3x3) for the same-size 3x3 convolution (stride 1, padding 1, H and W
+ * even), same arguments as op_conv3x3 but with transformed weights u [16][cout][cin] from
+ * op_winograd_weights (w in torch layout [cout][cin][3][3]); scratch of
+ * op_conv3x3_winograd_floats(cin, cout) floats. 2.25x fewer multiplies; rounding differs
+ * from the direct convolution by a few ulps of the output scale. */
+void op_winograd_weights(int cout, int cin, const float *w, float *u);
+size_t op_conv3x3_winograd_floats(int cin, int cout);
+void op_conv3x3_winograd(int n, int H, int W, int cin, const float *in, int ldin, int cout, const float *u,
+                         const float *bias, float beta, float *out, int ldout, float *scratch);
+
 /* Nearest-neighbour 2x upsampling: in [n*H*W][C] (row stride ldin) -> out [n*2H*2W][C]. */
 void op_upsample2x(int n, int H, int W, int C, const float *in, int ldin, float *out);
 

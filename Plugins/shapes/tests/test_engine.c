@@ -59,7 +59,7 @@ static void test_conv(void) {
    /* n, cin, H, cout, stride, up, extra row stride */
    const int cases[][7] = {{3, 5, 16, 7, 1, 1, 0}, {2, 64, 16, 8, 1, 1, 3}, {3, 300, 8, 4, 1, 1, 0},
                            {2, 9, 16, 6, 2, 1, 5}, {3, 7, 8, 5, 1, 2, 0}, {1, 2, 1, 3, 1, 1, 1}, {2, 3, 2, 2, 2, 1, 0}};
-   double worst = 0.0;
+   double worst = 0.0, worst_w = 0.0;
    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
       const int n = cases[k][0], cin = cases[k][1], H0 = cases[k][2], cout = cases[k][3], st = cases[k][4],
                 up = cases[k][5], ld = cin + cases[k][6], ldo = cout + 2;
@@ -82,6 +82,20 @@ static void test_conv(void) {
          lds = cin;
       }
       op_conv3x3(n, H, H, cin, src, lds, cout, st, w, b, 1.0f, out, ldo, col);
+      float *outw = NULL;
+      if (st == 1 && H % 2 == 0) { /* Winograd on the same problem (torch-layout weights) */
+         float *wt = malloc((size_t)cout * cin * 9 * sizeof *wt), *u = malloc((size_t)16 * cout * cin * sizeof *u);
+         float *scr = malloc(op_conv3x3_winograd_floats(cin, cout) * sizeof *scr);
+         for (int co = 0; co < cout; co++)
+            for (int ci = 0; ci < cin; ci++)
+               for (int tap = 0; tap < 9; tap++)
+                  wt[((size_t)co * cin + ci) * 9 + tap] = w[((size_t)co * 9 + tap) * cin + ci];
+         op_winograd_weights(cout, cin, wt, u);
+         outw = malloc(out_n * sizeof *outw);
+         for (size_t i = 0; i < out_n; i++) outw[i] = 1.0f;
+         op_conv3x3_winograd(n, H, H, cin, src, lds, cout, u, b, 1.0f, outw, ldo, scr);
+         free(wt); free(u); free(scr);
+      }
       for (int co = 0; co < cout; co++)
          for (int bb = 0; bb < n; bb++)
             for (int y = 0; y < Ho; y++)
@@ -95,13 +109,17 @@ static void test_conv(void) {
                            acc += (double)w[((co * 3 + ky) * 3 + kx) * cin + ci] *
                                   in[(((size_t)bb * H0 + yi / up) * H0 + xi / up) * ld + ci];
                         }
-                  const double d = fabs(acc - out[(((size_t)bb * Ho + y) * Ho + x) * ldo + co]);
+                  const size_t at = (((size_t)bb * Ho + y) * Ho + x) * ldo + co;
+                  const double d = fabs(acc - out[at]);
                   if (d > worst) worst = d;
+                  if (outw != NULL && fabs(acc - outw[at]) > worst_w) worst_w = fabs(acc - outw[at]);
                }
-      free(in); free(w); free(upb); free(b); free(out); free(col);
+      free(in); free(w); free(upb); free(b); free(out); free(col); free(outw);
    }
    printf("  %-22s max|err| %.3g over %zu shapes\n", "conv3x3 vs direct", worst, sizeof cases / sizeof cases[0]);
    CHECK(worst < 1e-3, "op_conv3x3 differs from a direct convolution by %.3g", worst);
+   printf("  %-22s max|err| %.3g\n", "winograd vs direct", worst_w);
+   CHECK(worst_w < 1e-3, "op_conv3x3_winograd differs from a direct convolution by %.3g", worst_w);
 }
 
 int main(int argc, char **argv) {
