@@ -171,7 +171,7 @@ static int op_wino_tiles(int cin, int cout) {
 }
 
 size_t op_conv3x3_winograd_floats(int cin, int cout) {
-   return (size_t)16 * op_wino_tiles(cin, cout) * (size_t)(cin + cout) + (size_t)16 * cin;
+   return (size_t)16 * op_wino_tiles(cin, cout) * (size_t)(cin + cout) + (size_t)16 * (cin > cout ? cin : cout);
 }
 
 static inline void op_vsub(float *restrict o, const float *restrict x, const float *restrict y, int n) {
@@ -218,33 +218,42 @@ static void op_wino_input(int H, int W, int cin, const float *in, int ldin, int 
    }
 }
 
-/* out (2x2 pixels per tile) = beta * out + A^T M A + bias. */
+/* out (2x2 pixels per tile) = beta * out + A^T M A + bias; tmp: 8*cout floats. */
 OP_CLONES
 static void op_wino_output(int H, int W, int cout, const float *Mb, int t0, int nt, const float *bias, float beta,
-                           float *out, int ldout) {
+                           float *out, int ldout, float *tmp) {
    const int tw = W / 2, th = H / 2;
    const size_t ms = (size_t)nt * cout;
    for (int t = t0; t < t0 + nt; t++) {
       const int b = t / (th * tw), ty = (t / tw) % th, tx = t % tw;
       const float *m = Mb + (size_t)(t - t0) * cout;
-      float *o[4];
-      for (int i = 0; i < 2; i++)
-         for (int j = 0; j < 2; j++)
-            o[2 * i + j] = out + (((size_t)b * H + 2 * ty + i) * W + 2 * tx + j) * ldout;
-      for (int c = 0; c < cout; c++) {
-         float s[2][4];
-         for (int j = 0; j < 4; j++) { /* A^T M, column j */
-            const float m0 = m[(size_t)j * ms + c], m1 = m[(size_t)(4 + j) * ms + c], m2 = m[(size_t)(8 + j) * ms + c],
-                        m3 = m[(size_t)(12 + j) * ms + c];
-            s[0][j] = m0 + m1 + m2;
-            s[1][j] = m1 - m2 - m3;
+      /* s = A^T M: s[i][j] for i < 2, j < 4 into tmp[(4*i + j) * cout]. */
+      for (int j = 0; j < 4; j++) {
+         const float *restrict m0 = m + (size_t)j * ms, *restrict m1 = m + (size_t)(4 + j) * ms;
+         const float *restrict m2 = m + (size_t)(8 + j) * ms, *restrict m3 = m + (size_t)(12 + j) * ms;
+         float *restrict s0 = tmp + (size_t)j * cout, *restrict s1 = tmp + (size_t)(4 + j) * cout;
+         for (int c = 0; c < cout; c++) {
+            s0[c] = m0[c] + m1[c] + m2[c];
+            s1[c] = m1[c] - m2[c] - m3[c];
          }
-         const float bb = bias != NULL ? bias[c] : 0.0f;
-         for (int i = 0; i < 2; i++) {
-            const float y0 = s[i][0] + s[i][1] + s[i][2] + bb, y1 = s[i][1] - s[i][2] - s[i][3] + bb;
-            float *p0 = o[2 * i] + c, *p1 = o[2 * i + 1] + c;
-            *p0 = beta == 0.0f ? y0 : *p0 + y0;
-            *p1 = beta == 0.0f ? y1 : *p1 + y1;
+      }
+      for (int i = 0; i < 2; i++) {
+         const float *restrict a0 = tmp + (size_t)(4 * i) * cout, *restrict a1 = a0 + cout;
+         const float *restrict a2 = a1 + cout, *restrict a3 = a2 + cout;
+         float *restrict p0 = out + (((size_t)b * H + 2 * ty + i) * W + 2 * tx) * ldout;
+         float *restrict p1 = p0 + ldout;
+         if (beta == 0.0f) {
+            for (int c = 0; c < cout; c++) {
+               const float bb = bias != NULL ? bias[c] : 0.0f;
+               p0[c] = a0[c] + a1[c] + a2[c] + bb;
+               p1[c] = a1[c] - a2[c] - a3[c] + bb;
+            }
+         } else {
+            for (int c = 0; c < cout; c++) {
+               const float bb = bias != NULL ? bias[c] : 0.0f;
+               p0[c] = beta * p0[c] + (a0[c] + a1[c] + a2[c] + bb);
+               p1[c] = beta * p1[c] + (a1[c] - a2[c] - a3[c] + bb);
+            }
          }
       }
    }
@@ -271,7 +280,7 @@ void op_conv3x3_winograd(int n, int H, int W, int cin, const float *in, int ldin
       for (int k = 0; k < 16; k++)
          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, cout, cin, 1.0f, V + (size_t)k * nt * cin, cin,
                      u + (size_t)k * plane, cin, 0.0f, Mb + (size_t)k * nt * cout, cout);
-      op_wino_output(H, W, cout, Mb, t0, nt, bias, beta, out, ldout);
+      op_wino_output(H, W, cout, Mb, t0, nt, bias, beta, out, ldout, tmp);
    }
    free(zbig);
 }
