@@ -7,11 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Elementwise kernels get an AVX2 (x86-64-v3) clone picked at load time by an ifunc, plus
- * the baseline one; the matmuls dispatch inside OpenBLAS. Define SHAPES_NO_CLONES for
- * ThreadSanitizer builds (TSan crashes in ifunc resolvers that run before it is set up). */
+/* Elementwise kernels get AVX-512 (x86-64-v4) and AVX2 (x86-64-v3) clones, picked at load
+ * time by an ifunc, plus the baseline one; the matmuls dispatch inside OpenBLAS. Define
+ * SHAPES_NO_CLONES for ThreadSanitizer builds (TSan crashes in ifunc resolvers that run
+ * before it is set up). Results differ between clones by rounding only. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) && !defined(SHAPES_NO_CLONES)
-#define OP_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define OP_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define OP_CLONES
 #endif
