@@ -396,11 +396,11 @@ void op_attention(int n, int N, int D, int heads, const float *qkv, float *o, fl
             float m = row[0];
             for (int j = 1; j < N; j++)
                m = row[j] > m ? row[j] : m;
-            float sum = 0.0f;
-            for (int j = 0; j < N; j++) {
+            for (int j = 0; j < N; j++) /* vectorises (no reduction in this loop) */
                row[j] = op_expf(row[j] - m);
+            float sum = 0.0f;
+            for (int j = 0; j < N; j++)
                sum += row[j];
-            }
             const float inv = 1.0f / sum;
             for (int j = 0; j < N; j++)
                row[j] *= inv;
