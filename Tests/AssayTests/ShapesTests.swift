@@ -29,6 +29,12 @@ final class ShapesTests: XCTestCase {
     func testBestOfNOnTheEmbeddedModelIsScoredByTheExactChecker() throws {
         let d = try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
                            arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
+        // Every option has a default: the plain call works on the embedded model.
+        let plain = try d.submit("a red circle")
+        XCTAssertEqual(try d.waitFinished(plain, timeout: 300), "done")
+        XCTAssertEqual(try d.string(plain, "Model"), "shapes")
+        XCTAssertEqual(try d.string(plain, "Strategy"), "single")
+
         // Words outside the model's vocabulary are refused at Submit, with the model's reason.
         let message = d.expectError("io.assay.Error.InvalidArgument") { _ = try d.submit("a purple hexagon") }
         XCTAssertTrue(message.contains("unknown word"), message)
