@@ -6,16 +6,17 @@ cd "$(dirname "$0")/.."
 BIN=${1:-.build/release}
 OUT=${DEMO_OUT:-demo-output}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)   # absolute: the daemon does not share our working directory
 exec dbus-run-session -- bash -c '
 set -euo pipefail
 BIN="$1"; OUT="$2"
-"$BIN/assayd" --plugin-dir "$PWD/build/plugins" --state-dir "$PWD/$OUT/state" --log-level warning &
+"$BIN/assayd" --plugin-dir "$PWD/build/plugins" --state-dir "$OUT/state" --log-level warning &
 DAEMON=$!
 trap "kill $DAEMON 2>/dev/null || true" EXIT
 for _ in $(seq 100); do busctl --user status io.assay.Assay1 >/dev/null 2>&1 && break; sleep 0.05; done
 "$BIN/assayctl" plugins
 PROMPT=${DEMO_PROMPT:-"a red circle left of a blue square"}
-# The same seed: best-of-8's candidate 0 is exactly the single sample, so the
+# The same seed: candidate 0 of best-of-8 is exactly the single sample, so the
 # comparison shows what searching seven more noises buys.
 "$BIN/assayctl" generate "$PROMPT" --strategy single --seed 7 --out "$OUT/single.png"
 "$BIN/assayctl" generate "$PROMPT" --strategy best-of-n -n 8 --seed 7 --out "$OUT/best-of-8.png" --contact-sheet "$OUT/candidates.png"
