@@ -374,40 +374,39 @@ int cs_tokenize(const cs_model *m, const char *caption, int32_t tokens[CS_MAX_TO
 
 /* ---- forward -------------------------------------------------------------------------- */
 
-/* 3x3 convolution, zero padding 1, then ReLU. in (cin, h, w) -> out (cout, h/s, w/s). */
-static void cs_conv_relu(const cs_conv *c, const float *in, int h, int w, float *out) {
-   const int s = c->stride, ho = h / s, wo = w / s;
-   for (int co = 0; co < c->cout; co++) {
-      float *o = out + (size_t)co * ho * wo;
-      for (int i = 0; i < ho * wo; i++)
-         o[i] = c->b[co];
-      for (int ci = 0; ci < c->cin; ci++) {
-         const float *ip = in + (size_t)ci * h * w;
-         const float *wp = c->w + ((size_t)co * c->cin + ci) * 9;
-         for (int ky = 0; ky < 3; ky++)
-            for (int kx = 0; kx < 3; kx++) {
-               const float wv = wp[ky * 3 + kx];
-               int lo = 0, hi = wo;
-               while (lo < wo && lo * s + kx - 1 < 0)
-                  lo++;
-               while (hi > lo && (hi - 1) * s + kx - 1 >= w)
-                  hi--;
-               for (int oy = 0; oy < ho; oy++) {
-                  const int iy = oy * s + ky - 1;
-                  if (iy < 0 || iy >= h)
-                     continue;
-                  const float *row = ip + (size_t)iy * w + kx - 1;
-                  float *orow = o + (size_t)oy * wo;
-                  if (s == 1)
-                     for (int ox = lo; ox < hi; ox++)
-                        orow[ox] += wv * row[ox];
-                  else
-                     for (int ox = lo; ox < hi; ox++)
-                        orow[ox] += wv * row[ox * s];
+/* 3x3 convolution, zero padding 1, then ReLU. in (cin, h, w) -> out (cout, h/s, w/s).
+ * `cols` (cin * 9 * (h/s) * (w/s) floats) receives the patches (im2col: row k = ci * 9 + ky * 3 +
+ * kx holds input pixel (oy * s + ky - 1, ox * s + kx - 1) for every output pixel, 0 outside), so
+ * the inner loop is a contiguous multiply-add over the output pixels (vectorised by -O3). */
+static void cs_conv_relu(const cs_conv *c, const float *in, int h, int w, float *cols, float *out) {
+   const int s = c->stride, ho = h / s, wo = w / s, np = ho * wo;
+   for (int ci = 0; ci < c->cin; ci++)
+      for (int ky = 0; ky < 3; ky++)
+         for (int kx = 0; kx < 3; kx++) {
+            float *row = cols + ((size_t)ci * 9 + (size_t)ky * 3 + (size_t)kx) * np;
+            const float *ip = in + (size_t)ci * h * w;
+            for (int oy = 0; oy < ho; oy++) {
+               const int iy = oy * s + ky - 1;
+               for (int ox = 0; ox < wo; ox++) {
+                  const int ix = ox * s + kx - 1;
+                  row[oy * wo + ox] = (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                                         ? 0.0f : ip[(size_t)iy * w + ix];
                }
             }
+         }
+   const int K = c->cin * 9;
+   for (int co = 0; co < c->cout; co++) {
+      float *o = out + (size_t)co * np;
+      const float *wr = c->w + (size_t)co * K;
+      for (int i = 0; i < np; i++)
+         o[i] = c->b[co];
+      for (int k = 0; k < K; k++) {
+         const float wv = wr[k];
+         const float *row = cols + (size_t)k * np;
+         for (int i = 0; i < np; i++)
+            o[i] += wv * row[i];
       }
-      for (int i = 0; i < ho * wo; i++)
+      for (int i = 0; i < np; i++)
          o[i] = o[i] > 0.0f ? o[i] : 0.0f;
    }
 }
@@ -440,11 +439,18 @@ int cs_embed_image(const cs_model *m, const uint8_t *pixels, uint32_t stride, fl
    const size_t n2 = (size_t)m->conv[1].cout * (S / 2) * (S / 2);
    const size_t n3 = (size_t)m->conv[2].cout * (S / 4) * (S / 4);
    const size_t nh = (size_t)m->img_fc1.out + (size_t)m->conv[2].cout;
-   float *buf = malloc((n0 + n1 + n2 + n3 + nh) * sizeof *buf);
+   /* im2col scratch: the largest of the three layers' patch matrices */
+   size_t nc = (size_t)CS_IN_CHANNELS * 9 * S * S;
+   if ((size_t)m->conv[0].cout * 9 * (S / 2) * (S / 2) > nc)
+      nc = (size_t)m->conv[0].cout * 9 * (S / 2) * (S / 2);
+   if ((size_t)m->conv[1].cout * 9 * (S / 4) * (S / 4) > nc)
+      nc = (size_t)m->conv[1].cout * 9 * (S / 4) * (S / 4);
+   float *buf = malloc((n0 + n1 + n2 + n3 + nh + nc) * sizeof *buf);
    if (buf == NULL)
       return -1;
    float *x0 = buf, *x1 = x0 + n0, *x2 = x1 + n1, *x3 = x2 + n2, *pool = x3 + n3;
    float *hid = pool + m->conv[2].cout;
+   float *cols = hid + m->img_fc1.out;
    for (int y = 0; y < S; y++)
       for (int x = 0; x < S; x++) {
          const uint8_t *p = pixels + (size_t)y * stride + (size_t)x * 3;
@@ -453,9 +459,9 @@ int cs_embed_image(const cs_model *m, const uint8_t *pixels, uint32_t stride, fl
          x0[((size_t)3 * S + y) * S + x] = ((float)x + 0.5f) / 16.0f - 1.0f;
          x0[((size_t)4 * S + y) * S + x] = ((float)y + 0.5f) / 16.0f - 1.0f;
       }
-   cs_conv_relu(&m->conv[0], x0, S, S, x1);
-   cs_conv_relu(&m->conv[1], x1, S, S, x2);
-   cs_conv_relu(&m->conv[2], x2, S / 2, S / 2, x3);
+   cs_conv_relu(&m->conv[0], x0, S, S, cols, x1);
+   cs_conv_relu(&m->conv[1], x1, S, S, cols, x2);
+   cs_conv_relu(&m->conv[2], x2, S / 2, S / 2, cols, x3);
    const int np = (S / 4) * (S / 4);
    for (int c = 0; c < m->conv[2].cout; c++) {
       float acc = 0.0f;
