@@ -26,6 +26,8 @@ final class ShapesTests: XCTestCase {
 
     func testCheckerQualityAndReflectorAgreeWithTheReference() { runCheck("shapes-verifier-check") }
 
+    func testClipscoreMatchesPyTorchAndRefusesCorruptWeights() { runCheck("shapes-clipscore-check") }
+
     func testBestOfNOnTheEmbeddedModelIsScoredByTheExactChecker() throws {
         let d = try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
                            arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
