@@ -54,5 +54,5 @@ let package = Package(
             "AssayDBus", "AssayCore", "AssayPluginHost", "AssayStrategies", "AssayWire", "assayd", "assayctl",
         ]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

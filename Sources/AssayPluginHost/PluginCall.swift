@@ -72,7 +72,8 @@ public enum HostServices {
     /// Only touched on the plugin-management thread.
     nonisolated(unsafe) static var instanceError: String?
 
-    static let host: UnsafePointer<assay_host_t> = {
+    /// Written once (lazily, thread-safe) and then only read, by every thread.
+    nonisolated(unsafe) static let host: UnsafePointer<assay_host_t> = {
         let p = UnsafeMutablePointer<assay_host_t>.allocate(capacity: 1)
         p.initialize(to: assay_host_t(
             abi_version: assay_version_t(major: HostABI.major, minor: HostABI.minor, revision: HostABI.revision),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AssayPluginHost
 import AssayCore
 import AssayDBus
 import Foundation
@@ -62,7 +63,7 @@ struct AssayBench: ParsableCommand {
         try bench.measureIdleAndReload(&results, cycles: reloadCycles)
         try bench.measureLoaded(&results, submits: submits, finishRuns: finishRuns, overheadRuns: overheadRuns)
         if json { try results.printJSON() } else { results.printTable() }
-        if keepTemp { fputs("assay-bench: logs and state kept in \(bench.temp)\n", stderr) }
+        if keepTemp { Console.error("assay-bench: logs and state kept in \(bench.temp)\n") }
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AssayPluginHost
 import Glibc
 
 /// `assayctl`: the command-line client of the Assay daemon (io.assay.Assay1 on D-Bus).
@@ -38,12 +39,12 @@ struct AssayCtl: ParsableCommand {
             var command = try parseAsRoot(args)
             try command.run()
         } catch let failure as Failure {
-            fflush(stdout)
-            if !failure.message.isEmpty { fputs("assayctl: \(failure.message)\n", stderr) }
+            Console.flushOutput()
+            if !failure.message.isEmpty { Console.error("assayctl: \(failure.message)\n") }
             Glibc.exit(failure.code)
         } catch {
             if exitCode(for: error) == .validationFailure {
-                fputs(fullMessage(for: error) + "\n", stderr)
+                Console.error(fullMessage(for: error) + "\n")
                 Glibc.exit(ExitStatus.usage)
             }
             exit(withError: error)

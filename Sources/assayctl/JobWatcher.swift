@@ -1,3 +1,4 @@
+import AssayPluginHost
 import AssayDBus
 import Glibc
 
@@ -119,25 +120,25 @@ final class ProgressLine {
         if tty {
             guard force || now() - lastDraw >= 50_000_000 else { return }
             lastDraw = now()
-            fputs("\r\u{1B}[K" + ProgressLine.render(p), stderr)
+            Console.error("\r\u{1B}[K" + ProgressLine.render(p))
             drawn = true
         } else if state != lastState {
-            fputs(ProgressLine.render(p) + "\n", stderr)
+            Console.error(ProgressLine.render(p) + "\n")
         }
         lastState = state
     }
 
     func note(_ text: String) {
         clear()
-        fputs(text + "\n", stderr)
+        Console.error(text + "\n")
     }
 
     func clear() {
-        if tty && drawn { fputs("\r\u{1B}[K", stderr); drawn = false }
+        if tty && drawn { Console.error("\r\u{1B}[K"); drawn = false }
     }
 
     func finish() {
-        if tty && drawn { fputs("\n", stderr); drawn = false }
+        if tty && drawn { Console.error("\n"); drawn = false }
     }
 
     static func render(_ p: [String: DBusValue]) -> String {

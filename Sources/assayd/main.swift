@@ -162,8 +162,10 @@ extension AssayDaemon {
 func absolute(_ path: String) -> String {
     var p = path
     if !p.hasPrefix("/") {
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
-        if getcwd(&buf, buf.count) != nil { p = String(cString: buf) + "/" + p }
+        if let cwd = getcwd(nil, 0) {
+            p = String(cString: cwd) + "/" + p
+            free(cwd)
+        }
     }
     while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
     return p

@@ -19,7 +19,7 @@ final class Daemon {
         self.pluginDirectories = pluginDirectories ?? [TestEnvironment.pluginsDirectory]
         stateDirectory = TestEnvironment.temporaryDirectory("state")
         logPath = stateDirectory + "/assayd.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.assaydPath)
         // Tests name their defaults: which plugins a build produces must not change them.
