@@ -1,3 +1,5 @@
+import Glibc
+
 /// Reproducible starting noise. A job's seed derives one seed per candidate, and each
 /// candidate seed alone determines its noise, so a manifest can replay any candidate.
 public enum NoiseSource {
@@ -28,25 +30,14 @@ public enum NoiseSource {
         var out = [Float](repeating: 0, count: count)
         var i = 0
         while i < count {
-            let r = (-2.0 * _log(uniform())).squareRoot()
+            let r = (-2.0 * log(uniform())).squareRoot()
             let theta = 2.0 * Double.pi * uniform()
-            out[i] = Float(r * _cos(theta))
-            if i + 1 < count { out[i + 1] = Float(r * _sin(theta)) }
+            out[i] = Float(r * cos(theta))
+            if i + 1 < count { out[i + 1] = Float(r * sin(theta)) }
             i += 2
         }
         return out
     }
-}
-
-@inline(__always) private func _log(_ x: Double) -> Double { x.logApprox }
-@inline(__always) private func _cos(_ x: Double) -> Double { x.cosApprox }
-@inline(__always) private func _sin(_ x: Double) -> Double { x.sinApprox }
-
-import Glibc
-private extension Double {
-    var logApprox: Double { Glibc.log(self) }
-    var cosApprox: Double { Glibc.cos(self) }
-    var sinApprox: Double { Glibc.sin(self) }
 }
 
 /// The time schedule shared by the host's Euler integrator and recorded in manifests:

@@ -16,8 +16,8 @@ enum JobProperties {
             "NfeBudget": .uint32(UInt32(clamping: job.plan.budgetNFE)),
             "VerifierCalls": .uint32(UInt32(clamping: s.verifierCalls)),
             "Candidates": .uint32(UInt32(clamping: s.candidates)),
-            // D-Bus has no NaN-free guarantee across bindings; "no score yet" is -inf... no:
-            // clients expect a number, so NaN is sent as it is (IEEE doubles on the wire).
+            // NaN means "no verifier score" (no verifier, or none yet). D-Bus doubles are
+            // IEEE 754, so NaN travels as it is; every binding reads it as NaN.
             "BestScore": .double(s.bestScore),
             "ResultPath": .string(s.resultPath),
             "ManifestPath": .string(s.manifestPath),
