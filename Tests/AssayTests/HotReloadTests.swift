@@ -39,7 +39,8 @@ final class HotReloadTests: XCTestCase {
         let oldGeneration = Int(try XCTUnwrap(d.plugin("fixture-sampler")?["generation"]?.doubleValue))
         let oldMapping = "/\(oldGeneration)-sampler.so"
 
-        let slow = try d.submit("a red disk", ["sampler": .string("fixture-sampler"), "steps": .uint32(60),
+        // About 4 s of work: room for a compile, the debounce and the swap on a busy machine.
+        let slow = try d.submit("a red disk", ["sampler": .string("fixture-sampler"), "steps": .uint32(160),
                                                "sampler_options": .vardict(["delay_ms": .uint32(25)])])
         while try d.number(slow, "NfeUsed") < 3 { usleep(5_000) }
         XCTAssertTrue(mappedFiles(d.pid).contains(oldMapping), "the running job's library \(oldMapping) is mapped: \(mappedFiles(d.pid).split(separator: "\n").filter { $0.contains(".so") })")
