@@ -1,10 +1,15 @@
-"""Export test vectors for a C re-implementation of the forward pass (model.py).
+"""Export extra test vectors for a C re-implementation of the forward pass (model.py).
 
-    OMP_NUM_THREADS=1 python3 tools/shapes/export_testvectors.py
+    OMP_NUM_THREADS=1 python3 tools/shapes/export_testvectors.py [WEIGHTS] [OUT]
+
+NOTE: the engine's canonical vectors, Plugins/shapes/weights/testvectors.safetensors, are
+written by Plugins/shapes/tests/export_vectors.py (Plugins/shapes/tests/refresh_vectors.sh);
+do not overwrite that file with this script.  This one (default output
+tools/shapes/runs/testvectors-py.safetensors, git-ignored) adds mid1/mid2 and 3 latents x 2 t.
 
 Reads the exported float16 weights, converts them to float32 (exactly what a C engine reading
 the file should do) and runs the float32 forward pass.  Writes
-Plugins/shapes/weights/testvectors.safetensors (all float32 except token ids int32):
+(all float32 except token ids int32):
 
   tokens      int32 [6, 8]        token ids (prompts in metadata "prompts", repeated per t)
   x           f32   [6, 3, 32, 32] latents x_t (3 latents from torch seed 1234, each at 2 t)
@@ -46,7 +51,8 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 def main():
     torch.set_num_threads(1)
     wpath = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "Plugins/shapes/weights/shapes-base.safetensors")
-    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(REPO, "Plugins/shapes/weights/testvectors.safetensors")
+    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "runs", "testvectors-py.safetensors")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     model, meta = M.load_safetensors(wpath)
     model.eval()
     prompts = ["a red circle left of a blue square", "three green triangles", ""]
