@@ -7,11 +7,10 @@ public enum JobState: String, Sendable, Codable {
 }
 
 /// What a client can read about a job at any moment (D-Bus properties are built from it).
-public struct JobSnapshot: Sendable, Equatable {
+public struct JobSnapshot: Sendable {
     public var state: JobState = .queued
     public var progress: Double = 0
     public var nfeUsed: Int = 0
-    public var nfeBudget: Int = 0
     public var verifierCalls: Int = 0
     public var bestScore: Double = .nan
     public var resultPath: String = ""
@@ -20,15 +19,6 @@ public struct JobSnapshot: Sendable, Equatable {
     public var error: String = ""
     public var stopReason: String = ""
     public var candidates: Int = 0
-
-    public static func == (a: JobSnapshot, b: JobSnapshot) -> Bool {
-        a.state == b.state && a.progress == b.progress && a.nfeUsed == b.nfeUsed && a.nfeBudget == b.nfeBudget
-            && a.verifierCalls == b.verifierCalls
-            && (a.bestScore == b.bestScore || (a.bestScore.isNaN && b.bestScore.isNaN))
-            && a.resultPath == b.resultPath && a.manifestPath == b.manifestPath
-            && a.candidatesDirectory == b.candidatesDirectory && a.error == b.error
-            && a.stopReason == b.stopReason && a.candidates == b.candidates
-    }
 }
 
 /// One generation request: a prompt, its options, and its observable state.

@@ -6,7 +6,7 @@ import AssayPluginHost
 /// Keys (D-Bus types): strategy s, model s, verifiers as, sampler s, sampler_options a{sv},
 /// seed t, steps u, guidance d, negative_prompt s, n u, budget_nfe u, deadline_ms u,
 /// budget_verifier_calls u, save_candidates b.
-public struct JobOptions: Sendable, Equatable {
+public struct JobOptions: Sendable {
     public var strategy: String?
     public var model: String?
     public var verifiers: [String]?
@@ -37,14 +37,6 @@ public struct JobOptions: Sendable, Equatable {
         public static let maxGuidance = 50.0
         public static let maxDeadlineMs = 24 * 3600 * 1000
         public static let maxPromptBytes = 4096
-    }
-
-    public static func == (a: JobOptions, b: JobOptions) -> Bool {
-        a.strategy == b.strategy && a.model == b.model && a.verifiers == b.verifiers && a.sampler == b.sampler
-            && a.samplerOptions.map(\.0) == b.samplerOptions.map(\.0) && a.samplerOptions.map(\.1) == b.samplerOptions.map(\.1)
-            && a.seed == b.seed && a.steps == b.steps && a.guidance == b.guidance && a.negativePrompt == b.negativePrompt
-            && a.n == b.n && a.budgetNFE == b.budgetNFE && a.deadlineMs == b.deadlineMs
-            && a.budgetVerifierCalls == b.budgetVerifierCalls && a.saveCandidates == b.saveCandidates
     }
 
     /// Validates every key; the first problem is thrown as `invalidArgument`.

@@ -34,7 +34,7 @@ public final class JobRunner: @unchecked Sendable {
             job.update { $0.state = .cancelled; $0.stopReason = StopReason.cancelled.rawValue }
             return
         }
-        job.update { $0.state = .running; $0.nfeBudget = plan.budgetNFE }
+        job.update { $0.state = .running }
         logger.info("job started", metadata: ["job": "\(job.id)", "strategy": "\(plan.strategy)", "model": "\(plan.model)"])
 
         let meter = BudgetMeter(nfeBudget: plan.budgetNFE, verifierBudget: plan.budgetVerifierCalls,

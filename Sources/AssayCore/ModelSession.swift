@@ -19,9 +19,6 @@ public final class ModelSession: @unchecked Sendable {
     private var vs: [Float] = []
     /// Nanoseconds spent inside the plugin's `velocity` (for host-overhead measurement).
     public private(set) var pluginNs: UInt64 = 0
-    /// Nanoseconds spent in `velocity` here, plugin included.
-    public private(set) var totalNs: UInt64 = 0
-    public private(set) var evaluations = 0
 
     public var isGuided: Bool { guidance != 1 }
     public var conditionsPerSample: Int { isGuided ? 2 : 1 }
@@ -40,7 +37,6 @@ public final class ModelSession: @unchecked Sendable {
     /// Guided velocity of `n` samples at time `t`. Throws `BudgetRefusal` when the meter
     /// refuses (nothing is evaluated then) and `PluginCallError` when the plugin fails.
     public func velocity(x: UnsafePointer<Float>, n: Int, t: Float, out: UnsafeMutablePointer<Float>) throws {
-        let start = DispatchTimeClock.now()
         let ss = info.sampleSize, csz = info.conditionSize
         let rows = n * conditionsPerSample
         try meter.reserveNFE(rows)
@@ -90,7 +86,5 @@ public final class ModelSession: @unchecked Sendable {
         } else {
             vs.withUnsafeBufferPointer { v in out.update(from: v.baseAddress!, count: count) }
         }
-        evaluations += 1
-        totalNs += DispatchTimeClock.now() - start
     }
 }

@@ -16,7 +16,6 @@ public final class DBusEventLoop: @unchecked Sendable {
     private var running = true
     private var timers: [(deadline: UInt64, seq: UInt64, fire: () -> Void)] = []
     private var timerSeq: UInt64 = 0
-    private var loopThread: pthread_t?
 
     public init(connection: DBusConnection) {
         self.connection = connection
@@ -58,15 +57,9 @@ public final class DBusEventLoop: @unchecked Sendable {
         post { [self] in running = false }
     }
 
-    public var isLoopThread: Bool {
-        guard let t = loopThread else { return false }
-        return pthread_equal(t, pthread_self()) != 0
-    }
-
     /// Serves the connection until `stop` or disconnection. Call from the thread that
     /// will own the connection.
     public func run() {
-        loopThread = pthread_self()
         while running {
             connection.dispatchAll()
             connection.readWrite(timeoutMs: 0)

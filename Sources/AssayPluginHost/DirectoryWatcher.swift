@@ -34,8 +34,6 @@ public final class DirectoryWatcher: @unchecked Sendable {
         close(stopPipe[1])
     }
 
-    public var watchedDirectories: [String] { Array(watches.values).sorted() }
-
     public func start() {
         let box = Unmanaged.passRetained(self)
         var t = pthread_t()
