@@ -161,7 +161,3 @@ public final class JobRunner: @unchecked Sendable {
         ])
     }
 }
-
-extension String {
-    public func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
-}

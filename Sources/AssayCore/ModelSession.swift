@@ -36,55 +36,59 @@ public final class ModelSession: @unchecked Sendable {
 
     /// Guided velocity of `n` samples at time `t`. Throws `BudgetRefusal` when the meter
     /// refuses (nothing is evaluated then) and `PluginCallError` when the plugin fails.
+    /// Without guidance the plugin reads `x` and writes `out` directly; with guidance the
+    /// batch is doubled into scratch buffers and combined afterwards.
     public func velocity(x: UnsafePointer<Float>, n: Int, t: Float, out: UnsafeMutablePointer<Float>) throws {
         let ss = info.sampleSize, csz = info.conditionSize
         let rows = n * conditionsPerSample
         try meter.reserveNFE(rows)
-        if xs.count != rows * ss {
-            xs = [Float](repeating: 0, count: rows * ss)
-            vs = [Float](repeating: 0, count: rows * ss)
+        if ts.count != rows {
             ts = [Float](repeating: 0, count: rows)
             cs = [Float](repeating: 0, count: rows * csz)
             for r in 0..<rows {
-                let cond = r < n ? positive : negative
-                cs.replaceSubrange(r * csz..<(r + 1) * csz, with: cond)
+                cs.replaceSubrange(r * csz..<(r + 1) * csz, with: r < n ? positive : negative)
+            }
+            if isGuided {
+                xs = [Float](repeating: 0, count: rows * ss)
+                vs = [Float](repeating: 0, count: rows * ss)
             }
         }
         for r in 0..<rows { ts[r] = t }
-        xs.withUnsafeMutableBufferPointer { dst in
-            dst.baseAddress!.update(from: x, count: n * ss)
-            if isGuided { (dst.baseAddress! + n * ss).update(from: x, count: n * ss) }
+        if isGuided {
+            try xs.withUnsafeMutableBufferPointer { xb in
+                try vs.withUnsafeMutableBufferPointer { vb in
+                    xb.baseAddress!.update(from: x, count: n * ss)
+                    (xb.baseAddress! + n * ss).update(from: x, count: n * ss)
+                    try evaluate(rows: rows, x: xb.baseAddress!, out: vb.baseAddress!)
+                    let g = Float(guidance), count = n * ss
+                    for i in 0..<count {
+                        let vp = vb[i], vn = vb[count + i]
+                        out[i] = vn + g * (vp - vn)
+                    }
+                }
+            }
+        } else {
+            try evaluate(rows: rows, x: x, out: out)
         }
+    }
+
+    /// Calls the plugin on `rows` samples (conditions and times from the scratch buffers),
+    /// in chunks of the model's max_batch.
+    private func evaluate(rows: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) throws {
+        let ss = info.sampleSize, csz = info.conditionSize
         let chunk = info.maxBatch > 0 ? info.maxBatch : rows
         var row = 0
         while row < rows {
             let m = min(chunk, rows - row)
             let p0 = DispatchTimeClock.now()
-            try xs.withUnsafeBufferPointer { xb in
-                try ts.withUnsafeBufferPointer { tb in
-                    try cs.withUnsafeBufferPointer { cb in
-                        try vs.withUnsafeMutableBufferPointer { vb in
-                            try model.velocity(n: m, x: xb.baseAddress! + row * ss, t: tb.baseAddress! + row,
-                                               conditions: cb.baseAddress! + row * csz, out: vb.baseAddress! + row * ss,
-                                               context: context)
-                        }
-                    }
+            try ts.withUnsafeBufferPointer { tb in
+                try cs.withUnsafeBufferPointer { cb in
+                    try model.velocity(n: m, x: x + row * ss, t: tb.baseAddress! + row,
+                                       conditions: cb.baseAddress! + row * csz, out: out + row * ss, context: context)
                 }
             }
             pluginNs += DispatchTimeClock.now() - p0
             row += m
-        }
-        let count = n * ss
-        if isGuided {
-            let g = Float(guidance)
-            vs.withUnsafeBufferPointer { v in
-                for i in 0..<count {
-                    let vp = v[i], vn = v[count + i]
-                    out[i] = vn + g * (vp - vn)
-                }
-            }
-        } else {
-            vs.withUnsafeBufferPointer { v in out.update(from: v.baseAddress!, count: count) }
         }
     }
 }

@@ -48,7 +48,7 @@ public struct SHA256 {
     public static func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
         var s = SHA256()
         s.update(bytes)
-        return s.finalize().map { String($0, radix: 16).leftPad(2) }.joined()
+        return s.finalize().map { String($0, radix: 16).leftPadded(2) }.joined()
     }
 
     private mutating func compress(_ block: ArraySlice<UInt8>) {
@@ -82,6 +82,9 @@ private extension UInt32 {
     func rotr(_ n: UInt32) -> UInt32 { (self >> n) | (self << (32 - n)) }
 }
 
-private extension String {
-    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
+extension String {
+    /// Padded on the left to `width` characters ("7" -> "007").
+    public func leftPadded(_ width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
 }

@@ -146,7 +146,7 @@ final class ProgressLine {
         let width = 24
         let filled = Int((fraction * Double(width)).rounded(.down))
         let bar = "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "]"
-        let pct = String(Int((fraction * 100).rounded(.down))).leftPadded(3) + "%"
+        let pct = String(Int((fraction * 100).rounded(.down))).leftPadded(3, with: " ") + "%"
         let used = p["NfeUsed"]?.doubleValue.map { String(Int($0)) } ?? "?"
         let budget = p["NfeBudget"]?.doubleValue.map { String(Int($0)) } ?? "?"
         return "\(bar) \(pct)  nfe \(used)/\(budget)  best \(formatScore(p["BestScore"]?.doubleValue))  \(p["State"]?.stringValue ?? "?")"
@@ -171,9 +171,6 @@ func formatFixed(_ d: Double, _ digits: Int) -> String {
 }
 
 extension String {
-    func leftPadded(_ width: Int, with pad: Character = " ") -> String {
-        count >= width ? self : String(repeating: pad, count: width - count) + self
-    }
     func rightPadded(_ width: Int) -> String {
         count >= width ? self : self + String(repeating: " ", count: width - count)
     }
