@@ -1,8 +1,10 @@
-# Plugins/shapes/engine.mk: the shapes model plugin and its C inference engine (included by
-# Plugins/Makefile, which defines PLUGIN_CFLAGS, PLUGIN_LDFLAGS, OUT_ABS, DEPS, HERE, ROOT).
+# Plugins/shapes/engine.mk: the shapes model plugins (ids shapes and shapes-turbo, one library)
+# and their C inference engine (included by Plugins/Makefile, which defines PLUGIN_CFLAGS,
+# PLUGIN_LDFLAGS, OUT_ABS, DEPS, HERE, ROOT).
 #
 #   make -C Plugins                     also builds shapes.so and copies the weights
-#                                       (shapes-base.safetensors) beside it into $(OUT)
+#                                       (shapes-base.safetensors, shapes-turbo.safetensors)
+#                                       beside it into $(OUT)
 #   make -C Plugins shapes-check        builds the C tests and runs them against the weights and
 #                                       Plugins/shapes/weights/testvectors.safetensors, and against
 #                                       a tiny non-default-config model (tests/fixtures/, from
@@ -19,6 +21,7 @@ SHE_BUILD := $(ROOT)/build/shapes
 SHE_SRCS := $(sort $(wildcard $(SHE_DIR)/engine/*.c))
 SHE_HDRS := $(wildcard $(SHE_DIR)/engine/*.h)
 SHE_WEIGHTS := $(SHE_DIR)/weights/shapes-base.safetensors
+SHE_TURBO := $(SHE_DIR)/weights/shapes-turbo.safetensors
 SHE_VECTORS := $(SHE_DIR)/weights/testvectors.safetensors
 SHE_BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 SHE_BLAS_LIBS := $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
@@ -34,11 +37,15 @@ EXTRA_PLUGINS += $(SHE_PLUGIN)
 # The weights travel with the plugin (it looks for them beside its library). shapes.so also
 # depends on the copy, so new weights relink it and a running daemon hot-reloads them (it
 # watches .so files only).
+# Same for the turbo student's weights (plugin id shapes-turbo in the same library).
 SHE_WEIGHTS_OUT :=
 ifneq ($(wildcard $(SHE_WEIGHTS)),)
-SHE_WEIGHTS_OUT := $(OUT_ABS)/shapes-base.safetensors
-EXTRA_PLUGINS += $(SHE_WEIGHTS_OUT)
+SHE_WEIGHTS_OUT += $(OUT_ABS)/shapes-base.safetensors
 endif
+ifneq ($(wildcard $(SHE_TURBO)),)
+SHE_WEIGHTS_OUT += $(OUT_ABS)/shapes-turbo.safetensors
+endif
+EXTRA_PLUGINS += $(SHE_WEIGHTS_OUT)
 
 $(SHE_PLUGIN): $(SHE_DIR)/shapes-model.c $(SHE_SRCS) $(SHE_HDRS) $(DEPS) $(SHE_DIR)/engine.mk $(SHE_WEIGHTS_OUT) \
                | $(OUT_ABS)
@@ -46,6 +53,8 @@ $(SHE_PLUGIN): $(SHE_DIR)/shapes-model.c $(SHE_SRCS) $(SHE_HDRS) $(DEPS) $(SHE_D
 
 # Copy to a temporary name, then rename: a watcher never sees a half-written file.
 $(OUT_ABS)/shapes-base.safetensors: $(SHE_WEIGHTS) | $(OUT_ABS)
+	cp $< $@.tmp && mv -f $@.tmp $@
+$(OUT_ABS)/shapes-turbo.safetensors: $(SHE_TURBO) | $(OUT_ABS)
 	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(SHE_LIB): $(SHE_SRCS) $(SHE_HDRS) $(SHE_DIR)/engine.mk
@@ -77,5 +86,5 @@ shapes-check: $(SHE_PLUGIN) $(SHE_TESTS)
 	$(SHE_BUILD)/test_engine $(SHE_DIR)/tests/fixtures/tiny.safetensors \
 	    $(SHE_DIR)/tests/fixtures/tiny-vectors.safetensors || st=1; \
 	$(SHE_BUILD)/test_corrupt $(SHE_WEIGHTS) $(SHE_BUILD)/corrupt || st=1; \
-	$(SHE_BUILD)/test_plugin $(SHE_PLUGIN) $(SHE_WEIGHTS) $(SHE_DIR)/tests/fixtures/tiny.safetensors || st=1; \
+	$(SHE_BUILD)/test_plugin $(SHE_PLUGIN) $(SHE_WEIGHTS) $(SHE_TURBO) $(SHE_DIR)/tests/fixtures/tiny.safetensors || st=1; \
 	exit $$st

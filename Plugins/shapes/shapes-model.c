@@ -1,14 +1,22 @@
 /* shapes-model.c: the "shapes" text-to-image rectified-flow model (tools/shapes/model.py)
- * as an Assay model plugin, running on the C engine in engine/ (OpenBLAS sgemm).
+ * and its few-step student "shapes-turbo" as Assay model plugins, running on the C engine in
+ * engine/ (OpenBLAS sgemm). One library, two plugin ids, one engine with different weights:
  *
- *   id "shapes", kind model, interfaces "assay.model/1" and "assay.model-blocks/1".
+ *   "shapes"        the base model: 20 Euler steps, guidance 1.75 (shapes-base.safetensors);
+ *   "shapes-turbo"  the distilled student (tools/shapes/distill.py): 4 steps, guidance 1,
+ *                   guidance distilled in, so it has no negative prompt; it also finishes a
+ *                   base trajectory from any x_t in a few steps (SF2 Co-Fusion sketches)
+ *                   (shapes-turbo.safetensors; refused unless its metadata names a teacher).
+ *
+ *   kind model, interfaces "assay.model/1" and "assay.model-blocks/1".
  *   Latent = pixel space: 3 x 32 x 32 floats in [-1, 1] (CHW, RGB); image 32 x 32.
  *   Condition = the text encoder's output for the prompt: max_tokens x width token states
  *   followed by their mean (8 x 160 + 160 = 1440 floats for the default config).
+ *   Sampling defaults (steps, guidance, schedule shift) come from the weights' metadata.
  *
- * Weights: `shapes-base.safetensors` beside the installed library (the path the host passes
- * to the entry's init), or the instance option `weights` (a path). Missing, truncated or
- * corrupt files make init fail with the reason (nothing is read out of bounds).
+ * Weights: the id's file beside the installed library (the path the host passes to the
+ * entry's init), or the instance option `weights` (a path). Missing, truncated or corrupt
+ * files make init fail with the reason (nothing is read out of bounds).
  * Options: weights (string), threads (number, 1..64, default 1: OpenBLAS threads per
  * call; the daemon already runs jobs in parallel. OpenBLAS has one process-wide setting, so
  * the last instance initialised decides).
@@ -28,14 +36,51 @@
 
 #include "engine/engine.h"
 
-#define SM_WEIGHTS_FILE "shapes-base.safetensors"
 #define SM_MAX_PATH 4096
+
+/* One plugin id of this library: its descriptor and the weights it runs. */
+typedef struct sm_variant {
+   assay_plugin_descriptor_t descriptor;
+   const char *weights_file; /* default file name, beside the library */
+   bool student;             /* weights must be a distilled student (metadata teacher_sha256) */
+} sm_variant_t;
+
+static const sm_variant_t sm_variants[] = {
+   {
+      .descriptor = {
+         .abi_version = ASSAY_VERSION_INIT,
+         .id = "shapes",
+         .name = "Shapes text-to-image flow model",
+         .version = "1.1.0",
+         .description = "Small rectified-flow model of coloured shapes (32x32 RGB, pixel space), "
+                        "C engine on OpenBLAS; also exposes its transformer blocks for caching samplers.",
+         .kind = ASSAY_KIND_MODEL,
+      },
+      .weights_file = "shapes-base.safetensors",
+      .student = false,
+   },
+   {
+      .descriptor = {
+         .abi_version = ASSAY_VERSION_INIT,
+         .id = "shapes-turbo",
+         .name = "Shapes turbo (4-step student)",
+         .version = "1.1.0",
+         .description = "The shapes model distilled for 4 steps with guidance built in (no negative "
+                        "prompt): a fast sketcher that also finishes a base trajectory from its x_t.",
+         .kind = ASSAY_KIND_MODEL,
+      },
+      .weights_file = "shapes-turbo.safetensors",
+      .student = true,
+   },
+};
+#define SM_VARIANT_COUNT (sizeof sm_variants / sizeof sm_variants[0])
 
 /* Directory of the installed library, set once by sm_entry_init. */
 static char sm_library_dir[SM_MAX_PATH];
 
 typedef struct sm_instance {
    assay_plugin_t plugin;
+   const sm_variant_t *variant;
    const assay_host_t *host;
    shapes_engine_t *engine;
    const shapes_config_t *cfg;
@@ -56,8 +101,11 @@ static void sm_fail(const sm_instance_t *self, const assay_call_t *call, const c
    va_start(args, fmt);
    vsnprintf(message, sizeof message, fmt, args);
    va_end(args);
-   if (self->host != NULL && self->host->report_error != NULL)
-      self->host->report_error(self->host, call, message);
+   if (self->host != NULL && self->host->report_error != NULL) {
+      char line[1100];
+      snprintf(line, sizeof line, "%s: %s", self->variant->descriptor.id, message); /* names the plugin id */
+      self->host->report_error(self->host, call, line);
+   }
 }
 
 static assay_result_t sm_engine_code(int rc) {
@@ -74,13 +122,14 @@ static assay_result_t sm_engine_code(int rc) {
 
 static assay_result_t sm_init(const assay_plugin_t *plugin, const assay_options_t *options) {
    sm_instance_t *self = (sm_instance_t *)plugin->plugin_data;
+   const char *id = self->variant->descriptor.id, *file = self->variant->weights_file;
    const char *weights = NULL;
    self->threads = 1;
    for (uint32_t i = 0; options != NULL && i < options->count; i++) {
       const assay_option_t *opt = &options->items[i];
       if (strcmp(opt->key, "weights") == 0) {
          if (opt->type != ASSAY_OPTION_STRING || opt->string == NULL || opt->string[0] == 0) {
-            sm_fail(self, NULL, "shapes: option \"weights\" must be a non-empty string: the path "
+            sm_fail(self, NULL, "option \"weights\" must be a non-empty string: the path "
                                 "of a shapes-*.safetensors file");
             return ASSAY_ERR_INVALID_ARGUMENT;
          }
@@ -88,7 +137,7 @@ static assay_result_t sm_init(const assay_plugin_t *plugin, const assay_options_
       } else if (strcmp(opt->key, "threads") == 0) {
          if (opt->type != ASSAY_OPTION_NUMBER || !(opt->number >= 1 && opt->number <= 64) ||
              opt->number != floor(opt->number)) {
-            sm_fail(self, NULL, "shapes: option \"threads\" must be a whole number from 1 to 64 "
+            sm_fail(self, NULL, "option \"threads\" must be a whole number from 1 to 64 "
                                 "(OpenBLAS threads per call; default 1)");
             return ASSAY_ERR_INVALID_ARGUMENT;
          }
@@ -99,29 +148,38 @@ static assay_result_t sm_init(const assay_plugin_t *plugin, const assay_options_
    if (weights != NULL)
       n = snprintf(self->weights_path, sizeof self->weights_path, "%s", weights);
    else if (sm_library_dir[0] != 0)
-      n = snprintf(self->weights_path, sizeof self->weights_path, "%s/%s", sm_library_dir, SM_WEIGHTS_FILE);
+      n = snprintf(self->weights_path, sizeof self->weights_path, "%s/%s", sm_library_dir, file);
    else
-      n = snprintf(self->weights_path, sizeof self->weights_path, "%s", SM_WEIGHTS_FILE);
+      n = snprintf(self->weights_path, sizeof self->weights_path, "%s", file);
    if (n < 0 || (size_t)n >= sizeof self->weights_path) {
-      sm_fail(self, NULL, "shapes: the weights path is longer than %d bytes", SM_MAX_PATH - 1);
+      sm_fail(self, NULL, "the weights path is longer than %d bytes", SM_MAX_PATH - 1);
       return ASSAY_ERR_INVALID_ARGUMENT;
    }
    char err[1024];
    self->engine = shapes_engine_load(self->weights_path, err, sizeof err);
    if (self->engine == NULL) {
       sm_fail(self, NULL,
-              "shapes: cannot use the weights: %s. Put a valid %s beside shapes.so or set the "
-              "instance option weights = \"/path/to/shapes-base.safetensors\"",
-              err, SM_WEIGHTS_FILE);
+              "cannot use the weights: %s. Put a valid %s beside shapes.so or set the "
+              "instance option weights = \"/path/to/%s\"",
+              err, file, file);
       return ASSAY_ERR_IO;
+   }
+   const char *teacher = shapes_engine_meta(self->engine, "teacher_sha256");
+   if (self->variant->student && teacher == NULL) {
+      sm_fail(self, NULL,
+              "%s is not a distilled student (its metadata names no teacher_sha256); base "
+              "weights belong to the \"shapes\" model, students come from tools/shapes/distill.py",
+              self->weights_path);
+      return ASSAY_ERR_INVALID_ARGUMENT;
    }
    self->cfg = shapes_engine_config(self->engine);
    shapes_engine_set_threads(self->threads);
    if (self->host != NULL && self->host->log != NULL) {
       char line[SM_MAX_PATH + 200];
-      snprintf(line, sizeof line, "shapes: loaded %s (%d middle blocks, training step %lld, %d BLAS thread%s)",
-               self->weights_path, self->cfg->mid_layers, self->cfg->train_steps, self->threads,
-               self->threads == 1 ? "" : "s");
+      snprintf(line, sizeof line, "%s: loaded %s (%d middle blocks, training step %lld, %d steps, guidance %g, "
+               "%d BLAS thread%s%s%.12s)", id, self->weights_path, self->cfg->mid_layers, self->cfg->train_steps,
+               self->cfg->default_steps, (double)self->cfg->default_guidance, self->threads,
+               self->threads == 1 ? "" : "s", teacher != NULL ? ", teacher " : "", teacher != NULL ? teacher : "");
       self->host->log(self->host, NULL, ASSAY_LOG_INFO, line);
    }
    return ASSAY_OK;
@@ -153,13 +211,13 @@ static assay_result_t sm_encode(const assay_plugin_t *plugin, const assay_call_t
                                 float *condition) {
    const sm_instance_t *self = sm_self(plugin);
    if (text == NULL || condition == NULL) {
-      sm_fail(self, call, "shapes: encode got a NULL text or condition buffer (host bug)");
+      sm_fail(self, call, "encode got a NULL text or condition buffer (host bug)");
       return ASSAY_ERR_INVALID_ARGUMENT;
    }
    char err[1024];
    int rc = shapes_encode(self->engine, text, condition, err, sizeof err);
    if (rc != SHAPES_OK) {
-      sm_fail(self, call, "shapes: %s. Prompts use this grammar: \"a red circle\", \"three green "
+      sm_fail(self, call, "%s. Prompts use this grammar: \"a red circle\", \"three green "
                           "triangles\", \"a blue square left of a yellow circle\" (at most %d words)",
               err, self->cfg->max_tokens);
       return sm_engine_code(rc);
@@ -170,7 +228,7 @@ static assay_result_t sm_encode(const assay_plugin_t *plugin, const assay_call_t
 static assay_result_t sm_check_t(const sm_instance_t *self, const assay_call_t *call, uint32_t n, const float *t) {
    for (uint32_t i = 0; i < n; i++)
       if (!(t[i] >= 0.0f && t[i] <= 1.0f)) {
-         sm_fail(self, call, "shapes: t[%u] = %g is outside [0, 1]", i, (double)t[i]);
+         sm_fail(self, call, "t[%u] = %g is outside [0, 1]", i, (double)t[i]);
          return ASSAY_ERR_INVALID_ARGUMENT;
       }
    return ASSAY_OK;
@@ -180,7 +238,7 @@ static assay_result_t sm_velocity(const assay_plugin_t *plugin, const assay_call
                                   const float *x, const float *t, const float *conditions, float *v) {
    const sm_instance_t *self = sm_self(plugin);
    if (n > 0 && (x == NULL || t == NULL || conditions == NULL || v == NULL)) {
-      sm_fail(self, call, "shapes: velocity got a NULL buffer (host bug)");
+      sm_fail(self, call, "velocity got a NULL buffer (host bug)");
       return ASSAY_ERR_INVALID_ARGUMENT;
    }
    assay_result_t r = sm_check_t(self, call, n, t);
@@ -191,7 +249,7 @@ static assay_result_t sm_velocity(const assay_plugin_t *plugin, const assay_call
    char err[512];
    int rc = shapes_velocity(self->engine, n, x, t, conditions, v, err, sizeof err);
    if (rc != SHAPES_OK) {
-      sm_fail(self, call, "shapes: velocity: %s", err);
+      sm_fail(self, call, "velocity: %s", err);
       return sm_engine_code(rc);
    }
    return ASSAY_OK;
@@ -202,7 +260,7 @@ static assay_result_t sm_decode(const assay_plugin_t *plugin, const assay_call_t
                                 const float *x, uint8_t *rgb) {
    const sm_instance_t *self = sm_self(plugin);
    if (n > 0 && (x == NULL || rgb == NULL)) {
-      sm_fail(self, call, "shapes: decode got a NULL buffer (host bug)");
+      sm_fail(self, call, "decode got a NULL buffer (host bug)");
       return ASSAY_ERR_INVALID_ARGUMENT;
    }
    const uint32_t C = (uint32_t)self->cfg->in_channels, S = (uint32_t)self->cfg->image_size, plane = S * S;
@@ -250,7 +308,7 @@ static assay_result_t sm_prologue(const assay_plugin_t *plugin, const assay_call
                                   float *context) {
    const sm_instance_t *self = sm_self(plugin);
    if (n > 0 && (x == NULL || t == NULL || conditions == NULL || hidden == NULL || context == NULL)) {
-      sm_fail(self, call, "shapes: prologue got a NULL buffer (host bug)");
+      sm_fail(self, call, "prologue got a NULL buffer (host bug)");
       return ASSAY_ERR_INVALID_ARGUMENT;
    }
    assay_result_t r = sm_check_t(self, call, n, t);
@@ -259,7 +317,7 @@ static assay_result_t sm_prologue(const assay_plugin_t *plugin, const assay_call
    char err[512];
    int rc = shapes_prologue(self->engine, n, x, t, conditions, hidden, context, err, sizeof err);
    if (rc != SHAPES_OK) {
-      sm_fail(self, call, "shapes: prologue: %s", err);
+      sm_fail(self, call, "prologue: %s", err);
       return sm_engine_code(rc);
    }
    return ASSAY_OK;
@@ -271,7 +329,7 @@ static assay_result_t sm_block(const assay_plugin_t *plugin, const assay_call_t 
    char err[512];
    int rc = shapes_block(self->engine, index, n, hidden, context, err, sizeof err);
    if (rc != SHAPES_OK) {
-      sm_fail(self, call, "shapes: block: %s", err);
+      sm_fail(self, call, "block: %s", err);
       return sm_engine_code(rc);
    }
    return ASSAY_OK;
@@ -283,7 +341,7 @@ static assay_result_t sm_epilogue(const assay_plugin_t *plugin, const assay_call
    char err[512];
    int rc = shapes_epilogue(self->engine, n, hidden, context, v, NULL, err, sizeof err);
    if (rc != SHAPES_OK) {
-      sm_fail(self, call, "shapes: epilogue: %s", err);
+      sm_fail(self, call, "epilogue: %s", err);
       return sm_engine_code(rc);
    }
    return ASSAY_OK;
@@ -309,37 +367,32 @@ static const void *sm_get_extension(const assay_plugin_t *plugin, const char *id
 
 /* ---- descriptor, factory, entry ---------------------------------------------------------- */
 
-static const assay_plugin_descriptor_t sm_descriptor = {
-   .abi_version = ASSAY_VERSION_INIT,
-   .id = "shapes",
-   .name = "Shapes text-to-image flow model",
-   .version = "1.0.0",
-   .description = "Small rectified-flow model of coloured shapes (32x32 RGB, pixel space), "
-                  "C engine on OpenBLAS; also exposes its transformer blocks for caching samplers.",
-   .kind = ASSAY_KIND_MODEL,
-};
-
 static uint32_t sm_get_plugin_count(const assay_plugin_factory_t *factory) {
    (void)factory;
-   return 1;
+   return (uint32_t)SM_VARIANT_COUNT;
 }
 
 static const assay_plugin_descriptor_t *sm_get_plugin_descriptor(const assay_plugin_factory_t *factory,
                                                                  uint32_t index) {
    (void)factory;
-   return index == 0 ? &sm_descriptor : NULL;
+   return index < SM_VARIANT_COUNT ? &sm_variants[index].descriptor : NULL;
 }
 
 static const assay_plugin_t *sm_create_plugin(const assay_plugin_factory_t *factory, const assay_host_t *host,
                                               const char *plugin_id) {
    (void)factory;
-   if (plugin_id == NULL || strcmp(plugin_id, sm_descriptor.id) != 0)
+   const sm_variant_t *variant = NULL;
+   for (size_t i = 0; plugin_id != NULL && i < SM_VARIANT_COUNT; i++)
+      if (strcmp(plugin_id, sm_variants[i].descriptor.id) == 0)
+         variant = &sm_variants[i];
+   if (variant == NULL)
       return NULL;
    sm_instance_t *self = calloc(1, sizeof *self);
    if (self == NULL)
       return NULL;
+   self->variant = variant;
    self->host = host;
-   self->plugin.desc = &sm_descriptor;
+   self->plugin.desc = &variant->descriptor;
    self->plugin.plugin_data = self;
    self->plugin.init = sm_init;
    self->plugin.destroy = sm_destroy;

@@ -1,9 +1,10 @@
 /* test_plugin.c: the shapes model plugin through the Assay ABI (dlopen, entry, factory,
  * instance, assay.model/1 and assay.model-blocks/1), with a minimal fake host.
  *
- *   test_plugin PATH/shapes.so WEIGHTS
+ *   test_plugin PATH/shapes.so WEIGHTS TURBO_WEIGHTS [TINY_WEIGHTS]
  *
- * Checks: exactly the ABI's exported symbol, descriptor, refusal reasons (missing weights,
+ * Checks: exactly the ABI's exported symbol, descriptors (shapes, shapes-turbo), refusal
+ * reasons (missing weights, base weights offered to shapes-turbo,
  * corrupt weights, bad options), weights found beside the library, info, encode (and its
  * errors), velocity determinism, prologue + all blocks + epilogue == velocity bit for bit,
  * a cached evaluation (skipping blocks), decode rounding, two threads at once. */
@@ -40,9 +41,11 @@ static const assay_host_t host = {ASSAY_VERSION_INIT, NULL, "test_plugin", "0", 
 static const assay_call_t call = {&host, 1, NULL};
 static const assay_plugin_factory_t *factory;
 
-/* Creates + inits an instance with the given options; NULL (with last_error) on refusal. */
-static const assay_plugin_t *make(const assay_option_t *opts, uint32_t count, assay_result_t *rc) {
-   const assay_plugin_t *p = factory->create_plugin(factory, &host, "shapes");
+/* Creates + inits an instance of plugin `id` with the given options; NULL (with last_error)
+ * on refusal. */
+static const assay_plugin_t *make_id(const char *id, const assay_option_t *opts, uint32_t count,
+                                     assay_result_t *rc) {
+   const assay_plugin_t *p = factory->create_plugin(factory, &host, id);
    if (p == NULL) return NULL;
    assay_options_t o = {count, count ? opts : NULL};
    last_error[0] = 0;
@@ -52,6 +55,10 @@ static const assay_plugin_t *make(const assay_option_t *opts, uint32_t count, as
       return NULL;
    }
    return p;
+}
+
+static const assay_plugin_t *make(const assay_option_t *opts, uint32_t count, assay_result_t *rc) {
+   return make_id("shapes", opts, count, rc);
 }
 
 typedef struct targ {
@@ -71,11 +78,11 @@ static void *tmain(void *a) {
 }
 
 int main(int argc, char **argv) {
-   if (argc != 3 && argc != 4) {
-      fprintf(stderr, "usage: %s shapes.so WEIGHTS [TINY_WEIGHTS]\n", argv[0]);
+   if (argc != 4 && argc != 5) {
+      fprintf(stderr, "usage: %s shapes.so WEIGHTS TURBO_WEIGHTS [TINY_WEIGHTS]\n", argv[0]);
       return 2;
    }
-   const char *so = argv[1], *weights = argv[2];
+   const char *so = argv[1], *weights = argv[2], *turbo_weights = argv[3];
    printf("test_plugin: %s\n", so);
    void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
    CHECK(lib != NULL, "dlopen: %s", dlerror());
@@ -88,9 +95,12 @@ int main(int argc, char **argv) {
          "engine symbols must stay hidden (only assay_entry is exported)");
    CHECK(entry->init(so), "entry init refused");
    factory = entry->get_factory(ASSAY_PLUGIN_FACTORY_ID);
-   CHECK(factory != NULL && factory->get_plugin_count(factory) == 1, "factory");
+   CHECK(factory != NULL && factory->get_plugin_count(factory) == 2, "factory");
    const assay_plugin_descriptor_t *d = factory->get_plugin_descriptor(factory, 0);
    CHECK(d != NULL && strcmp(d->id, "shapes") == 0 && d->kind == ASSAY_KIND_MODEL, "descriptor");
+   d = factory->get_plugin_descriptor(factory, 1);
+   CHECK(d != NULL && strcmp(d->id, "shapes-turbo") == 0 && d->kind == ASSAY_KIND_MODEL, "turbo descriptor");
+   CHECK(factory->get_plugin_descriptor(factory, 2) == NULL, "descriptor index past the end must give NULL");
    CHECK(factory->create_plugin(factory, &host, "nope") == NULL, "unknown id must give NULL");
 
    /* Refusals. */
@@ -140,8 +150,8 @@ int main(int argc, char **argv) {
    }
 
    /* A model with another config and sampling defaults in its metadata (tests/make_tiny.py). */
-   if (argc == 4) {
-      assay_option_t o_tiny = {"weights", ASSAY_OPTION_STRING, argv[3], 0};
+   if (argc == 5) {
+      assay_option_t o_tiny = {"weights", ASSAY_OPTION_STRING, argv[4], 0};
       const assay_plugin_t *pt = make(&o_tiny, 1, &rc);
       CHECK(pt != NULL, "tiny model: %s", last_error);
       if (pt != NULL) {
@@ -289,6 +299,123 @@ int main(int argc, char **argv) {
       for (int k = 0; k < 2; k++) {
          CHECK(a[k].rc == ASSAY_OK && memcmp(a[k].v, v, (size_t)n * S * sizeof *v) == 0, "thread %d result differs", k);
          free(a[k].v);
+      }
+   }
+
+   /* shapes-turbo: the distilled student, same library, its own weights and defaults. */
+   {
+      assay_option_t o_base = {"weights", ASSAY_OPTION_STRING, weights, 0};
+      CHECK(make_id("shapes-turbo", &o_base, 1, &rc) == NULL && rc == ASSAY_ERR_INVALID_ARGUMENT &&
+               strncmp(last_error, "shapes-turbo: ", 14) == 0 && strstr(last_error, "not a distilled student"),
+            "base weights offered to shapes-turbo must be refused, naming the plugin: rc %d, \"%s\"", rc, last_error);
+      printf("  shapes-turbo with base weights -> %.160s...\n", last_error);
+      assay_option_t o_turbo = {"weights", ASSAY_OPTION_STRING, turbo_weights, 0};
+      const assay_plugin_t *pt = make_id("shapes-turbo", &o_turbo, 1, &rc);
+      CHECK(pt != NULL, "shapes-turbo init: %s", last_error);
+      const assay_model_ext_t *mt = pt ? pt->get_extension(pt, ASSAY_EXT_MODEL) : NULL;
+      if (mt != NULL) {
+         assay_model_info_t ti;
+         mt->get_info(pt, &ti);
+         printf("  turbo info: steps %u, guidance %.2f, shift %.2f\n", ti.default_steps, (double)ti.default_guidance,
+                (double)ti.schedule_shift);
+         CHECK(ti.default_steps >= 1 && ti.default_steps <= 4 && ti.default_guidance == 1.0f &&
+                  ti.latent_channels == info.latent_channels && ti.latent_height == info.latent_height &&
+                  ti.condition_size == info.condition_size,
+               "turbo info: a 1-4 step model without guidance and the base model's latent and condition");
+         CHECK(pt->get_extension(pt, ASSAY_EXT_MODEL_BLOCKS) != NULL, "turbo blocks extension");
+
+         /* Co-Fusion premise: from the base model's state x_t at t = 0.8 (4 of 20 guided
+          * steps), the student's 4-step sketch (4 NFE) must land nearer the base model's own
+          * 20-step result than the base model itself does for the same 4 NFE (2 guided
+          * steps). Distance: mean |pixel difference| over pixels that are foreground (some
+          * channel >= 128) in either image, as tools/shapes/cofusion.py measures it. */
+         enum { N = 4, STEPS = 20, K = 4, SKETCH = 4, BASE_SKETCH = 2 };
+         const char *cp[N] = {"a red circle", "two blue squares", "a green triangle above a yellow square",
+                              "a yellow circle and a blue triangle"};
+         float *cb = malloc((size_t)2 * N * CS * sizeof *cb), *ct = malloc((size_t)N * CS * sizeof *ct);
+         float *xs = malloc((size_t)2 * N * S * sizeof *xs), *vs = malloc((size_t)2 * N * S * sizeof *vs);
+         float *xk = malloc((size_t)N * S * sizeof *xk), *xo[3];
+         for (int r = 0; r < 3; r++) xo[r] = malloc((size_t)N * S * sizeof(float));
+         for (int i = 0; i < N; i++) {
+            CHECK(m->encode(p, &call, cp[i], cb + (size_t)i * CS) == ASSAY_OK, "encode %s", cp[i]);
+            CHECK(m->encode(p, &call, "", cb + (size_t)(N + i) * CS) == ASSAY_OK, "encode \"\"");
+            CHECK(mt->encode(pt, &call, cp[i], ct + (size_t)i * CS) == ASSAY_OK, "turbo encode %s", cp[i]);
+         }
+         unsigned g = 12345;
+         for (size_t i = 0; i < (size_t)N * S; i += 2) { /* Box-Muller on an LCG */
+            g = g * 1664525u + 1013904223u;
+            double u1 = ((g >> 8) + 1.0) / 16777217.0;
+            g = g * 1664525u + 1013904223u;
+            double u2 = (g >> 8) / 16777216.0;
+            xk[i] = (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+            xk[i + 1] = (float)(sqrt(-2 * log(u1)) * sin(6.283185307179586 * u2));
+         }
+         /* Guided base Euler from step `from` to `to` of an n-step uniform grid over [t0, 0]. */
+#define BASE_STEPS(xx, t0, nsteps, from, to)                                                                  \
+         for (int st = (from); st < (to); st++) {                                                             \
+            float ta = (t0) * (1.0f - (float)st / (nsteps)), tb = (t0) * (1.0f - (float)(st + 1) / (nsteps)); \
+            float tt2[2 * N];                                                                                 \
+            for (int i = 0; i < 2 * N; i++) tt2[i] = ta;                                                      \
+            memcpy(xs, xx, (size_t)N * S * sizeof *xs);                                                       \
+            memcpy(xs + (size_t)N * S, xx, (size_t)N * S * sizeof *xs);                                       \
+            m->velocity(p, &call, 2 * N, xs, tt2, cb, vs);                                                    \
+            for (size_t q = 0; q < (size_t)N * S; q++)                                                        \
+               (xx)[q] += (tb - ta) * (vs[(size_t)N * S + q] + 1.75f * (vs[q] - vs[(size_t)N * S + q]));      \
+         }
+         BASE_STEPS(xk, 1.0f, STEPS, 0, K);
+         const float tk = 1.0f - (float)K / STEPS;
+         memcpy(xo[0], xk, (size_t)N * S * sizeof(float));
+         BASE_STEPS(xo[0], 1.0f, STEPS, K, STEPS); /* the base model's own result */
+         memcpy(xo[1], xk, (size_t)N * S * sizeof(float));
+         BASE_STEPS(xo[1], tk, BASE_SKETCH, 0, BASE_SKETCH); /* base, 2 guided steps (4 NFE) */
+         memcpy(xo[2], xk, (size_t)N * S * sizeof(float));
+         for (int st = 0; st < SKETCH; st++) {      /* turbo, 4 steps (4 NFE) */
+            float ta = tk * (1.0f - (float)st / SKETCH), tb = tk * (1.0f - (float)(st + 1) / SKETCH), tt[N];
+            for (int i = 0; i < N; i++) tt[i] = ta;
+            CHECK(mt->velocity(pt, &call, N, xo[2], tt, ct, vs) == ASSAY_OK, "turbo velocity: %s", last_error);
+            for (size_t q = 0; q < (size_t)N * S; q++) xo[2][q] += (tb - ta) * vs[q];
+         }
+#undef BASE_STEPS
+         uint8_t *img[3];
+         for (int r = 0; r < 3; r++) {
+            img[r] = malloc((size_t)N * S);
+            m->decode(p, &call, N, xo[r], img[r]);
+         }
+         double d_base = 0, d_turbo = 0;
+         size_t fg_base = 0, fg_turbo = 0;
+         for (size_t px = 0; px < (size_t)N * S / 3; px++) {
+            const uint8_t *a = img[0] + px * 3, *b = img[1] + px * 3, *c = img[2] + px * 3;
+            bool fa = a[0] >= 128 || a[1] >= 128 || a[2] >= 128;
+            if (fa || b[0] >= 128 || b[1] >= 128 || b[2] >= 128) {
+               for (int ch = 0; ch < 3; ch++) d_base += fabs((double)b[ch] - a[ch]) / 3;
+               fg_base++;
+            }
+            if (fa || c[0] >= 128 || c[1] >= 128 || c[2] >= 128) {
+               for (int ch = 0; ch < 3; ch++) d_turbo += fabs((double)c[ch] - a[ch]) / 3;
+               fg_turbo++;
+            }
+         }
+         d_base /= fg_base ? (double)fg_base : 1;
+         d_turbo /= fg_turbo ? (double)fg_turbo : 1;
+         printf("  Co-Fusion from t = %.2f, 4 NFE: mean |pixel - base result| on foreground: turbo 4 steps %.1f, "
+                "base 2 guided steps %.1f (of 255)\n", (double)tk, d_turbo, d_base);
+         CHECK(d_turbo < d_base, "the turbo sketch (%.1f) must keep the base layout better than the base model "
+               "for the same NFEs (%.1f)", d_turbo, d_base);
+         for (int r = 0; r < 3; r++) { free(xo[r]); free(img[r]); }
+         free(cb); free(ct); free(xs); free(vs); free(xk);
+      }
+      if (pt != NULL) pt->destroy(pt);
+      /* Weights beside the library, as the daemon finds them. */
+      char beside[4200];
+      snprintf(beside, sizeof beside, "%s", so);
+      char *slash = strrchr(beside, '/');
+      if (slash) strcpy(slash + 1, "shapes-turbo.safetensors");
+      FILE *f = fopen(beside, "rb");
+      if (f != NULL) {
+         fclose(f);
+         const assay_plugin_t *pb = make_id("shapes-turbo", NULL, 0, &rc);
+         CHECK(pb != NULL, "turbo weights beside the library should load: %s", last_error);
+         if (pb) pb->destroy(pb);
       }
    }
 
