@@ -92,6 +92,10 @@ public struct JobPlanner: Sendable {
         guard steps >= 1 else { throw AssayError.invalidArgument("model '\(modelID)' gives no default step count: pass 'steps'") }
         let guidance = options.guidance ?? info.defaultGuidance
         let conditions = guidance != 1 ? 2 : 1
+        // Without guidance the negative prompt would be silently ignored: say so instead.
+        if options.negativePrompt != nil && conditions == 1 {
+            throw AssayError.invalidArgument("negative_prompt needs guidance: model '\(modelID)' runs with guidance 1\(options.guidance == nil ? " by default" : ""), so the negative prompt would have no effect; set 'guidance' above 1 (a distilled model such as a turbo student has no negative prompt)")
+        }
         // A plugin sampler's cost is unknown in advance; plan for a second-order method.
         let perCandidate = steps * conditions * (options.sampler == nil ? 1 : 2)
         let budget = options.budgetNFE ?? strategy.plannedNFE(n: n, nfePerCandidate: perCandidate)

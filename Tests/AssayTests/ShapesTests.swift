@@ -70,4 +70,42 @@ final class ShapesTests: XCTestCase {
         XCTAssertEqual(image.width, 32)
         XCTAssertEqual(image.height, 32)
     }
+
+    /// The turbo student runs through the same library under its own id, with its own
+    /// defaults (a few steps, guidance 1) and one evaluation per step; the base model takes a
+    /// negative prompt and the student refuses one with a reason.
+    func testTurboStudentAndNegativePrompts() throws {
+        let d = try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
+                           arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
+        let turbo = try XCTUnwrap(try d.plugin("shapes-turbo"), "shapes.so also offers shapes-turbo")
+        XCTAssertEqual(turbo["kind"]?.stringValue, "model")
+
+        let job = try d.submit("a red circle", [
+            "model": .string("shapes-turbo"), "strategy": .string("best-of-n"), "n": .uint32(4), "seed": .uint64(3),
+        ])
+        XCTAssertEqual(try d.waitFinished(job, timeout: 300), "done", d.log)
+        let plan = try d.manifest(job)["plan"] as! [String: Any]
+        let steps = try XCTUnwrap(plan["steps"] as? Int)
+        XCTAssertTrue((1...4).contains(steps), "a few-step student: \(plan)")
+        XCTAssertEqual(plan["guidance"] as? Double, 1)
+        XCTAssertEqual(try d.number(job, "NfeUsed"), Double(4 * steps), "one evaluation a step, no guidance")
+        XCTAssertEqual(try d.number(job, "BestScore"), 1, "one of four turbo sketches of a red circle passes the checker")
+
+        let refused = d.expectError("io.assay.Error.InvalidArgument") {
+            _ = try d.submit("a red circle", ["model": .string("shapes-turbo"), "negative_prompt": .string("a blue circle")])
+        }
+        XCTAssertTrue(refused.contains("negative_prompt needs guidance") && refused.contains("shapes-turbo"), refused)
+
+        // On the guided base model the negative prompt replaces the empty prompt in guidance.
+        var results: [Data] = []
+        for negative in [nil, "a red square"] as [String?] {
+            var options: [String: DBusValue] = ["steps": .uint32(8), "seed": .uint64(11)]
+            if let negative { options["negative_prompt"] = .string(negative) }
+            let j = try d.submit("a red circle", options)
+            XCTAssertEqual(try d.waitFinished(j, timeout: 300), "done", d.log)
+            XCTAssertEqual(try d.number(j, "NfeUsed"), 16)
+            results.append(try Data(contentsOf: URL(fileURLWithPath: try d.string(j, "ResultPath"))))
+        }
+        XCTAssertNotEqual(results[0], results[1], "the negative prompt changes the image")
+    }
 }
