@@ -15,7 +15,8 @@ verifier time scaled by k/16 (one shared run, reported as such).
 Prints per-category and overall pass rates (overall = mean of the category accuracies,
 as GenEval does) and writes a PNG plot of pass rate against NFEs.
 
-Usage: tools/geneval_bench.py [--assayd PATH] [--plugins DIR] [--limit N] [--out DIR]
+Usage: tools/geneval_bench.py [--assayd PATH] [--plugins DIR] [--model ID] [--limit N] [--out DIR]
+(--model shapes-turbo benchmarks the 4-step student; steps and guidance default to the model's.)
 Needs: python3-dbus, python3-gi; python3-matplotlib for the plot.
 """
 import argparse
@@ -64,7 +65,8 @@ def main():
     ap.add_argument("--plugins", default=os.path.join(ROOT, "build/plugins"))
     ap.add_argument("--prompts", default=os.path.join(ROOT, "tools/shapes/benchmark_prompts.txt"))
     ap.add_argument("--limit", type=int, default=0, help="prompts per category (0 = all)")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--model", default="shapes")
+    ap.add_argument("--steps", type=int, default=0, help="0 = the model's default")
     ap.add_argument("--guidance", type=float, default=0)
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--out", default="geneval-output")
@@ -96,7 +98,9 @@ def main():
         start = time.time()
         for i, (cat, prompt) in enumerate(prompts):
             options = {"strategy": "best-of-n", "n": dbus.UInt32(16), "seed": dbus.UInt64(args.seed + i),
-                       "steps": dbus.UInt32(args.steps), "verifiers": dbus.Array(verifiers, signature="s")}
+                       "model": args.model, "verifiers": dbus.Array(verifiers, signature="s")}
+            if args.steps:
+                options["steps"] = dbus.UInt32(args.steps)
             if args.guidance:
                 options["guidance"] = dbus.Double(args.guidance)
             jobs.append((cat, prompt, manager.Submit(prompt, dbus.Dictionary(options, signature="sv"))))
@@ -189,7 +193,7 @@ def main():
     ax.set_xscale("log", base=2)
     ax.set_xlabel("NFEs per prompt (best-of-k, k = 1..16)")
     ax.set_ylabel("GenEval-style overall pass rate")
-    ax.set_title(f"Assay best-of-N on the shapes model ({len(records)} prompts)")
+    ax.set_title(f"Assay best-of-N on the {args.model} model ({len(records)} prompts)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
