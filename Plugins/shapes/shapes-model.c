@@ -175,11 +175,17 @@ static assay_result_t sm_init(const assay_plugin_t *plugin, const assay_options_
    self->cfg = shapes_engine_config(self->engine);
    shapes_engine_set_threads(self->threads);
    if (self->host != NULL && self->host->log != NULL) {
-      char line[SM_MAX_PATH + 200];
-      snprintf(line, sizeof line, "%s: loaded %s (%d middle blocks, training step %lld, %d steps, guidance %g, "
-               "%d BLAS thread%s%s%.12s)", id, self->weights_path, self->cfg->mid_layers, self->cfg->train_steps,
-               self->cfg->default_steps, (double)self->cfg->default_guidance, self->threads,
-               self->threads == 1 ? "" : "s", teacher != NULL ? ", teacher " : "", teacher != NULL ? teacher : "");
+      char line[SM_MAX_PATH + 400];
+      char origin[128];
+      if (teacher != NULL) {
+         const char *distilled = shapes_engine_meta(self->engine, "distill_steps");
+         snprintf(origin, sizeof origin, "distilled for %s steps from teacher %.12s", distilled ? distilled : "?", teacher);
+      } else {
+         snprintf(origin, sizeof origin, "training step %lld", self->cfg->train_steps);
+      }
+      snprintf(line, sizeof line, "%s: loaded %s (%d middle blocks, %s; %d steps, guidance %g; %d BLAS thread%s)", id,
+               self->weights_path, self->cfg->mid_layers, origin, self->cfg->default_steps,
+               (double)self->cfg->default_guidance, self->threads, self->threads == 1 ? "" : "s");
       self->host->log(self->host, NULL, ASSAY_LOG_INFO, line);
    }
    return ASSAY_OK;

@@ -44,26 +44,6 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 STEPS, GUIDANCE = 20, 1.75
 
 
-@torch.no_grad()
-def euler(model, x, tok, t0, steps, guidance):
-    """Uniform Euler from t0 to 0; CFG against the empty prompt when guidance != 1."""
-    B = x.shape[0]
-    neg = torch.zeros_like(tok)
-    ts = torch.linspace(t0, 0.0, steps + 1)
-    states = [x]
-    for i in range(steps):
-        t, tn = ts[i].item(), ts[i + 1].item()
-        tt = torch.full((B,), t)
-        if guidance == 1.0:
-            v = model(x, tt, tok)
-        else:
-            vv = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([tok, neg]))
-            v = vv[B:] + guidance * (vv[:B] - vv[B:])
-        x = x + (tn - t) * v
-        states.append(x)
-    return states
-
-
 def layout_iou(a, b):
     """Mean over palette colours present in either image of the IoU of their pixel masks."""
     la, lb = world.classify_pixels(a), world.classify_pixels(b)
@@ -114,7 +94,7 @@ def main():
         tok = torch.from_numpy(world.encode(prompt))[None].repeat(args.seeds, 1)
         x = torch.cat([torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(
             args.seed * 100003 + pi * 16 + s)) for s in range(args.seeds)])
-        states = euler(base, x, tok, 1.0, STEPS, GUIDANCE)
+        states = M.euler_states(base, x, tok, 1.0, STEPS, GUIDANCE)
         res = M.to_uint8(states[-1].clamp(-1, 1))
         checks = [world.check(res[s], prompt) for s in range(args.seeds)]
         base_pass.append([bool(c[0]) for c in checks])
@@ -122,9 +102,9 @@ def main():
             tk = 1.0 - k / STEPS
             for name, m in finishers:
                 if name.startswith("turbo"):
-                    y = euler(turbo, states[k], tok, tk, m, 1.0)[-1]
+                    y = M.euler_states(turbo, states[k], tok, tk, m, 1.0)[-1]
                 else:
-                    y = euler(base, states[k], tok, tk, m, GUIDANCE)[-1]
+                    y = M.euler_states(base, states[k], tok, tk, m, GUIDANCE)[-1]
                 sk = M.to_uint8(y.clamp(-1, 1))
                 scores, oks = [], []
                 for s in range(args.seeds):

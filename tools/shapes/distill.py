@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import datetime as dt
 import glob
 import hashlib
 import json
@@ -50,6 +49,7 @@ import torch  # noqa: E402
 
 import model as M  # noqa: E402
 import world  # noqa: E402
+from train import deadline_ts  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -68,32 +68,9 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def deadline_ts(s):
-    if not s:
-        return None
-    now = dt.datetime.now(dt.timezone.utc)
-    hh, mm = map(int, s.split(":"))
-    d = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
-    if d < now - dt.timedelta(hours=1):
-        d += dt.timedelta(days=1)
-    return d.timestamp()
-
-
-@torch.no_grad()
-def teacher_trajectory(model, tokens, x, steps=TEACHER_STEPS, guidance=TEACHER_GUIDANCE):
-    """Euler + CFG exactly as model.sample, keeping every state: -> (B, steps+1, 3, 32, 32)."""
-    B = tokens.shape[0]
-    neg = torch.zeros_like(tokens)
-    ts = torch.linspace(1.0, 0.0, steps + 1)
-    states = [x]
-    for i in range(steps):
-        t, tn = ts[i].item(), ts[i + 1].item()
-        tt = torch.full((B,), t)
-        vv = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([tokens, neg]))
-        vp, vn = vv[:B], vv[B:]
-        x = x + (tn - t) * (vn + guidance * (vp - vn))
-        states.append(x)
-    return torch.stack(states, 1)
+def teacher_trajectory(model, tokens, x):
+    """The teacher's 21 states, as the daemon samples it: -> (B, steps+1, 3, 32, 32)."""
+    return torch.stack(M.euler_states(model, x, tokens, 1.0, TEACHER_STEPS, TEACHER_GUIDANCE), 1)
 
 
 def cmd_gen(args):
@@ -167,17 +144,6 @@ class Trajectories:
 
 
 @torch.no_grad()
-def sketch(model, x, t_start, tokens, steps):
-    """Student Euler from t_start (scalar) to 0 in `steps` uniform steps, guidance 1."""
-    B = x.shape[0]
-    ts = torch.linspace(t_start, 0.0, steps + 1)
-    for k in range(steps):
-        t, tn = ts[k].item(), ts[k + 1].item()
-        x = x + (tn - t) * model(x, torch.full((B,), t), tokens)
-    return x
-
-
-@torch.no_grad()
 def held_out_error(model, data, hold_out, starts=(0, 8), steps=4):
     """Mean |sketch - teacher result| on the 0..255 scale for held-out trajectories."""
     S, T = data.states[0][:hold_out], torch.from_numpy(data.tokens[0][:hold_out])
@@ -185,7 +151,7 @@ def held_out_error(model, data, hold_out, starts=(0, 8), steps=4):
     out = {}
     for k in starts:
         xk = torch.from_numpy(S[:, k].astype(np.float32))
-        y = sketch(model, xk, 1.0 - k / TEACHER_STEPS, T, steps).clamp(-1, 1)
+        y = M.euler_states(model, xk, T, 1.0 - k / TEACHER_STEPS, steps, 1.0)[-1].clamp(-1, 1)
         out[k] = float((y - x0).abs().mean() * 127.5)
     return out
 
@@ -193,7 +159,7 @@ def held_out_error(model, data, hold_out, starts=(0, 8), steps=4):
 def cmd_train(args):
     torch.set_num_threads(args.threads)
     out_dir = os.path.join(HERE, "runs", "turbo")
-    run_dir = os.path.join(out_dir, "student")
+    run_dir = os.path.join(out_dir, args.name)
     os.makedirs(run_dir, exist_ok=True)
     ckpt_path = os.path.join(run_dir, "ckpt.pt")
     csv_path = os.path.join(run_dir, "loss.csv")
@@ -298,6 +264,7 @@ def main():
     g.add_argument("--seed", type=int, default=7)
     g.add_argument("--deadline", default=None, help="UTC HH:MM: start no chunk after this")
     t = sub.add_parser("train", help="the student -> Plugins/shapes/weights/shapes-turbo.safetensors")
+    t.add_argument("--name", default="student", help="run folder under tools/shapes/runs/turbo/")
     t.add_argument("--steps", type=int, default=6000, help="cosine schedule length")
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--lr", type=float, default=2e-4)

@@ -299,23 +299,31 @@ class ShapesFlow(nn.Module):
 def sample(model, tokens, neg_tokens=None, steps=20, guidance=1.75, generator=None, x=None):
     """Euler sampler from t=1 to t=0 with uniform t grid t_i = 1 - i/steps, CFG against
     neg_tokens (default: empty prompt = all pad).  Returns images in [-1, 1]."""
-    B = tokens.shape[0]
     if x is None:
-        x = torch.randn(B, 3, 32, 32, generator=generator)
-    if neg_tokens is None:
-        neg_tokens = torch.zeros_like(tokens)
-    ts = torch.linspace(1.0, 0.0, steps + 1)
+        x = torch.randn(tokens.shape[0], 3, 32, 32, generator=generator)
+    return euler_states(model, x, tokens, 1.0, steps, guidance, neg_tokens)[-1].clamp(-1, 1)
+
+
+@torch.no_grad()
+def euler_states(model, x, tokens, t0=1.0, steps=20, guidance=1.75, neg_tokens=None):
+    """Every state of the Euler sampler on a uniform grid from t0 (1 = noise) to 0:
+    [x at t0, ..., x at 0] (steps + 1 tensors, no clamping).  guidance 1 = one evaluation
+    a step; otherwise CFG against neg_tokens (default: the empty prompt), as the daemon does."""
+    B = x.shape[0]
+    neg = torch.zeros_like(tokens) if neg_tokens is None else neg_tokens
+    ts = torch.linspace(t0, 0.0, steps + 1)
+    states = [x]
     for i in range(steps):
         t, tn = ts[i].item(), ts[i + 1].item()
         tt = torch.full((B,), t)
         if guidance == 1.0:
             v = model(x, tt, tokens)
         else:
-            vv = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([tokens, neg_tokens]))
-            vp, vn = vv[:B], vv[B:]
-            v = vn + guidance * (vp - vn)
+            vv = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([tokens, neg]))
+            v = vv[B:] + guidance * (vv[:B] - vv[B:])
         x = x + (tn - t) * v
-    return x.clamp(-1, 1)
+        states.append(x)
+    return states
 
 
 def to_uint8(x):

@@ -61,6 +61,26 @@ static const assay_plugin_t *make(const assay_option_t *opts, uint32_t count, as
    return make_id("shapes", opts, count, rc);
 }
 
+/* Plugin `id` finds its default weights file beside the library, as in the daemon's plugin
+ * directory (skipped, saying so, when the Makefile has not copied them there). */
+static void check_beside(const char *so, const char *id) {
+   const char *file = strcmp(id, "shapes") == 0 ? "shapes-base.safetensors" : "shapes-turbo.safetensors";
+   char beside[4200];
+   snprintf(beside, sizeof beside, "%s", so);
+   char *slash = strrchr(beside, '/');
+   snprintf(slash ? slash + 1 : beside, sizeof beside - (size_t)(slash ? slash + 1 - beside : 0), "%s", file);
+   FILE *f = fopen(beside, "rb");
+   if (f == NULL) {
+      printf("  (no %s: skipping the beside-the-library case for %s)\n", beside, id);
+      return;
+   }
+   fclose(f);
+   assay_result_t rc;
+   const assay_plugin_t *p = make_id(id, NULL, 0, &rc);
+   CHECK(p != NULL, "%s: weights beside the library should load: %s", id, last_error);
+   if (p) p->destroy(p);
+}
+
 typedef struct targ {
    const assay_plugin_t *p;
    const assay_model_ext_t *m;
@@ -133,21 +153,8 @@ int main(int argc, char **argv) {
    CHECK(make(o_threads, 2, &rc) == NULL && rc == ASSAY_ERR_INVALID_ARGUMENT, "threads as a string must be refused");
 
    /* Weights beside the library (the Makefile copies them), if present. */
-   {
-      char beside[4200];
-      snprintf(beside, sizeof beside, "%s", so);
-      char *slash = strrchr(beside, '/');
-      if (slash) strcpy(slash + 1, "shapes-base.safetensors");
-      FILE *f = fopen(beside, "rb");
-      if (f != NULL) {
-         fclose(f);
-         const assay_plugin_t *p = make(NULL, 0, &rc);
-         CHECK(p != NULL, "weights beside the library should load: %s", last_error);
-         if (p) p->destroy(p);
-      } else {
-         printf("  (no %s: skipping the beside-the-library case)\n", beside);
-      }
-   }
+   check_beside(so, "shapes");
+   check_beside(so, "shapes-turbo");
 
    /* A model with another config and sampling defaults in its metadata (tests/make_tiny.py). */
    if (argc == 5) {
@@ -405,18 +412,6 @@ int main(int argc, char **argv) {
          free(cb); free(ct); free(xs); free(vs); free(xk);
       }
       if (pt != NULL) pt->destroy(pt);
-      /* Weights beside the library, as the daemon finds them. */
-      char beside[4200];
-      snprintf(beside, sizeof beside, "%s", so);
-      char *slash = strrchr(beside, '/');
-      if (slash) strcpy(slash + 1, "shapes-turbo.safetensors");
-      FILE *f = fopen(beside, "rb");
-      if (f != NULL) {
-         fclose(f);
-         const assay_plugin_t *pb = make_id("shapes-turbo", NULL, 0, &rc);
-         CHECK(pb != NULL, "turbo weights beside the library should load: %s", last_error);
-         if (pb) pb->destroy(pb);
-      }
    }
 
    free(cond); free(x); free(v); free(v2); free(hidden); free(context);
