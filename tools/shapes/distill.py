@@ -229,13 +229,13 @@ def cmd_train(args):
         lr = args.lr * w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps))))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, t, tok, v_target, t_start = data.batch(rng, args.batch, args.hold_out)
+        x, t, tok, v_target, t_from = data.batch(rng, args.batch, args.hold_out)
         per_sample = (model(x, t, tok) - v_target).pow(2).mean(dim=(1, 2, 3))
         if args.weighting == "relative":
             # The teacher's own error on this target falls ~15x from t = 1 to t = 0.4 (the
             # late part of a trajectory is nearly straight already); weighting by its inverse
             # keeps the hard jumps from noise from crowding out the precise late finishes.
-            w = 1.0 / (0.01 + 0.14 * t_start.pow(4))
+            w = 1.0 / (0.01 + 0.14 * t_from.pow(4))
             loss = (w * per_sample).sum() / w.sum()
         else:
             loss = per_sample.mean()
