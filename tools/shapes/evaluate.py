@@ -235,6 +235,7 @@ Checker accuracy on ground-truth renders: 100% (2000 scenes, `python3 tools/shap
 - Guidance 1.5-2.0 is the useful range; much higher guidance tends to blank colourless prompts.
 - Intended use: test model for Assay's inference-time search (best-of-N, verifier-guided search);
   the exact checker is the verifier.
+- The 4-step student distilled from these weights (`shapes-turbo`): `tools/shapes/TURBO_CARD.md`.
 """
     with open(args.card, "w") as f:
         f.write(text)
