@@ -53,26 +53,41 @@ public struct JobPlanner: Sendable {
         }
         guard let model = ModelPlugin(try require(modelID, .model)) else { throw AssayError.unknownPlugin(modelID) }
 
-        var verifiers: [String]
-        if let v = options.verifiers { verifiers = v } else {
-            // One verifier by default: the first preferred one that is loaded. An ensemble
-            // changes what "best" means, so it is only ever asked for explicitly.
-            let loaded = loadedIDs(.verifier)
-            if let preferred = defaults.verifiers.first(where: loaded.contains) {
-                verifiers = [preferred]
-            } else {
-                verifiers = Array(loaded.prefix(strategy.needsVerifier ? 1 : 0))
-            }
-        }
         // Verifiers with a grammar (assay.prompt-check/1) judge the prompt now, so the
         // client hears about a prompt they cannot score before any compute is spent.
         let check = PluginCallContext(jobID: 0)
-        for v in verifiers {
-            let instance = try require(v, .verifier)
+        func refusal(_ id: String) throws -> String? {
             do {
-                try instance.checkPrompt(prompt, context: check)
+                try require(id, .verifier).checkPrompt(prompt, context: check)
+                return nil
             } catch let e as PluginCallError {
-                throw AssayError.invalidArgument("verifier '\(v)' cannot judge this prompt: \(e.message)")
+                return e.message
+            }
+        }
+        var verifiers: [String]
+        if let v = options.verifiers {
+            verifiers = v
+            for id in v {
+                if let reason = try refusal(id) {
+                    throw AssayError.invalidArgument("verifier '\(id)' cannot judge this prompt: \(reason)")
+                }
+            }
+        } else {
+            // One verifier by default: the first preferred one that is loaded and can judge
+            // this prompt, else (when the strategy needs one) the first loaded one that can.
+            // An ensemble changes what "best" means, so it is only ever asked for explicitly.
+            // A default that cannot judge the prompt is passed over, not an error: the client
+            // did not ask for it.
+            let loaded = loadedIDs(.verifier)
+            let preferred = defaults.verifiers.filter(loaded.contains)
+            let candidates = preferred + (strategy.needsVerifier ? loaded.filter { !preferred.contains($0) } : [])
+            var reasons: [String] = []
+            verifiers = []
+            for id in candidates {
+                if let reason = try refusal(id) { reasons.append("\(id): \(reason)") } else { verifiers = [id]; break }
+            }
+            if strategy.needsVerifier && verifiers.isEmpty && !reasons.isEmpty {
+                throw AssayError.invalidArgument("no loaded verifier can judge this prompt (\(reasons.joined(separator: "; ")))")
             }
         }
         if strategy.needsVerifier && verifiers.isEmpty {

@@ -108,4 +108,27 @@ final class ShapesTests: XCTestCase {
         }
         XCTAssertNotEqual(results[0], results[1], "the negative prompt changes the image")
     }
+
+    /// A default verifier that cannot judge a prompt is passed over, since the client did not
+    /// ask for it; one the client names still refuses the prompt.
+    func testDefaultVerifierThatCannotJudgeThePromptIsPassedOver() throws {
+        let d = try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
+                           arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
+        let single = try d.submit("a red disk", ["model": .string("example-model"), "steps": .uint32(2)])
+        XCTAssertEqual(try d.waitFinished(single, timeout: 60), "done", d.log)
+        XCTAssertEqual((try d.manifest(single)["plan"] as! [String: Any])["verifiers"] as? [String], [],
+                       "a single sample needs no verifier, and the default one cannot judge 'disk'")
+
+        let best = try d.submit("a red disk", ["model": .string("example-model"), "strategy": .string("best-of-n"),
+                                               "n": .uint32(2), "steps": .uint32(2)])
+        XCTAssertEqual(try d.waitFinished(best, timeout: 60), "done", d.log)
+        let chosen = try XCTUnwrap((try d.manifest(best)["plan"] as! [String: Any])["verifiers"] as? [String])
+        XCTAssertEqual(chosen.count, 1)
+        XCTAssertNotEqual(chosen.first, "shapes-checker", "best-of-n falls back to a loaded verifier that can judge it")
+
+        let named = d.expectError("io.assay.Error.InvalidArgument") {
+            _ = try d.submit("a red disk", ["model": .string("example-model"), "verifiers": .strings(["shapes-checker"])])
+        }
+        XCTAssertTrue(named.contains("verifier 'shapes-checker' cannot judge this prompt"), named)
+    }
 }
