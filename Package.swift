@@ -52,6 +52,7 @@ let package = Package(
         ]),
         .testTarget(name: "AssayTests", dependencies: [
             "AssayDBus", "AssayCore", "AssayPluginHost", "AssayStrategies", "AssayWire", "assayd", "assayctl",
+            "assay-bench",
         ]),
     ],
     swiftLanguageModes: [.v6]
