@@ -52,9 +52,7 @@ $(SHE_PLUGIN): $(SHE_DIR)/shapes-model.c $(SHE_SRCS) $(SHE_HDRS) $(DEPS) $(SHE_D
 	$(CC) $(SHE_CFLAGS) -o $@ $< $(SHE_SRCS) $(PLUGIN_LDFLAGS) $(SHE_LIBS)
 
 # Copy to a temporary name, then rename: a watcher never sees a half-written file.
-$(OUT_ABS)/shapes-base.safetensors: $(SHE_WEIGHTS) | $(OUT_ABS)
-	cp $< $@.tmp && mv -f $@.tmp $@
-$(OUT_ABS)/shapes-turbo.safetensors: $(SHE_TURBO) | $(OUT_ABS)
+$(OUT_ABS)/shapes-%.safetensors: $(SHE_DIR)/weights/shapes-%.safetensors | $(OUT_ABS)
 	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(SHE_LIB): $(SHE_SRCS) $(SHE_HDRS) $(SHE_DIR)/engine.mk

@@ -81,6 +81,46 @@ static void check_beside(const char *so, const char *id) {
    if (p) p->destroy(p);
 }
 
+/* Uniform Euler steps `from`..`to` of an n-step grid from t0 to 0 on `count` samples x (in
+ * place), with conditions cond; guidance g != 1 doubles the batch (cond holds the positive
+ * conditions, then the negative ones) and combines v_neg + g (v_pos - v_neg), as the host does.
+ * xs and vs are scratch for 2 * count samples. */
+static assay_result_t euler(const assay_plugin_t *p, const assay_model_ext_t *m, uint32_t count, float *x,
+                            const float *cond, float t0, int n, int from, int to, float g, float *xs, float *vs) {
+   assay_model_info_t info;
+   m->get_info(p, &info);
+   const size_t S = (size_t)info.latent_channels * info.latent_height * info.latent_width, size = count * S;
+   const uint32_t rows = g != 1.0f ? 2 * count : count;
+   float t[64];
+   if (rows > 64) return ASSAY_ERR_INVALID_ARGUMENT;
+   for (int st = from; st < to; st++) {
+      const float ta = t0 * (1.0f - (float)st / n), tb = t0 * (1.0f - (float)(st + 1) / n);
+      for (uint32_t i = 0; i < rows; i++) t[i] = ta;
+      memcpy(xs, x, size * sizeof *xs);
+      if (rows > count) memcpy(xs + size, x, size * sizeof *xs);
+      assay_result_t rc = m->velocity(p, &call, rows, xs, t, cond, vs);
+      if (rc != ASSAY_OK) return rc;
+      for (size_t q = 0; q < size; q++)
+         x[q] += (tb - ta) * (rows > count ? vs[size + q] + g * (vs[q] - vs[size + q]) : vs[q]);
+   }
+   return ASSAY_OK;
+}
+
+/* Mean |pixel difference| (0..255, over the 3 channels) between two RGB images of `pixels`
+ * pixels, over the pixels that are foreground (some channel >= 128) in either. */
+static double foreground_distance(const uint8_t *a, const uint8_t *b, size_t pixels) {
+   double sum = 0;
+   size_t fg = 0;
+   for (size_t px = 0; px < pixels; px++) {
+      const uint8_t *pa = a + px * 3, *pb = b + px * 3;
+      if (pa[0] >= 128 || pa[1] >= 128 || pa[2] >= 128 || pb[0] >= 128 || pb[1] >= 128 || pb[2] >= 128) {
+         for (int ch = 0; ch < 3; ch++) sum += fabs((double)pb[ch] - pa[ch]) / 3;
+         fg++;
+      }
+   }
+   return fg ? sum / (double)fg : 0;
+}
+
 typedef struct targ {
    const assay_plugin_t *p;
    const assay_model_ext_t *m;
@@ -357,53 +397,22 @@ int main(int argc, char **argv) {
             xk[i] = (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
             xk[i + 1] = (float)(sqrt(-2 * log(u1)) * sin(6.283185307179586 * u2));
          }
-         /* Guided base Euler from step `from` to `to` of an n-step uniform grid over [t0, 0]. */
-#define BASE_STEPS(xx, t0, nsteps, from, to)                                                                  \
-         for (int st = (from); st < (to); st++) {                                                             \
-            float ta = (t0) * (1.0f - (float)st / (nsteps)), tb = (t0) * (1.0f - (float)(st + 1) / (nsteps)); \
-            float tt2[2 * N];                                                                                 \
-            for (int i = 0; i < 2 * N; i++) tt2[i] = ta;                                                      \
-            memcpy(xs, xx, (size_t)N * S * sizeof *xs);                                                       \
-            memcpy(xs + (size_t)N * S, xx, (size_t)N * S * sizeof *xs);                                       \
-            m->velocity(p, &call, 2 * N, xs, tt2, cb, vs);                                                    \
-            for (size_t q = 0; q < (size_t)N * S; q++)                                                        \
-               (xx)[q] += (tb - ta) * (vs[(size_t)N * S + q] + 1.75f * (vs[q] - vs[(size_t)N * S + q]));      \
-         }
-         BASE_STEPS(xk, 1.0f, STEPS, 0, K);
+         euler(p, m, N, xk, cb, 1.0f, STEPS, 0, K, 1.75f, xs, vs);
          const float tk = 1.0f - (float)K / STEPS;
          memcpy(xo[0], xk, (size_t)N * S * sizeof(float));
-         BASE_STEPS(xo[0], 1.0f, STEPS, K, STEPS); /* the base model's own result */
+         euler(p, m, N, xo[0], cb, 1.0f, STEPS, K, STEPS, 1.75f, xs, vs); /* the base model's own result */
          memcpy(xo[1], xk, (size_t)N * S * sizeof(float));
-         BASE_STEPS(xo[1], tk, BASE_SKETCH, 0, BASE_SKETCH); /* base, 2 guided steps (4 NFE) */
+         euler(p, m, N, xo[1], cb, tk, BASE_SKETCH, 0, BASE_SKETCH, 1.75f, xs, vs); /* base, 2 guided steps (4 NFE) */
          memcpy(xo[2], xk, (size_t)N * S * sizeof(float));
-         for (int st = 0; st < SKETCH; st++) {      /* turbo, 4 steps (4 NFE) */
-            float ta = tk * (1.0f - (float)st / SKETCH), tb = tk * (1.0f - (float)(st + 1) / SKETCH), tt[N];
-            for (int i = 0; i < N; i++) tt[i] = ta;
-            CHECK(mt->velocity(pt, &call, N, xo[2], tt, ct, vs) == ASSAY_OK, "turbo velocity: %s", last_error);
-            for (size_t q = 0; q < (size_t)N * S; q++) xo[2][q] += (tb - ta) * vs[q];
-         }
-#undef BASE_STEPS
+         CHECK(euler(pt, mt, N, xo[2], ct, tk, SKETCH, 0, SKETCH, 1.0f, xs, vs) == ASSAY_OK, /* turbo, 4 steps (4 NFE) */
+               "turbo velocity: %s", last_error);
          uint8_t *img[3];
          for (int r = 0; r < 3; r++) {
             img[r] = malloc((size_t)N * S);
             m->decode(p, &call, N, xo[r], img[r]);
          }
-         double d_base = 0, d_turbo = 0;
-         size_t fg_base = 0, fg_turbo = 0;
-         for (size_t px = 0; px < (size_t)N * S / 3; px++) {
-            const uint8_t *a = img[0] + px * 3, *b = img[1] + px * 3, *c = img[2] + px * 3;
-            bool fa = a[0] >= 128 || a[1] >= 128 || a[2] >= 128;
-            if (fa || b[0] >= 128 || b[1] >= 128 || b[2] >= 128) {
-               for (int ch = 0; ch < 3; ch++) d_base += fabs((double)b[ch] - a[ch]) / 3;
-               fg_base++;
-            }
-            if (fa || c[0] >= 128 || c[1] >= 128 || c[2] >= 128) {
-               for (int ch = 0; ch < 3; ch++) d_turbo += fabs((double)c[ch] - a[ch]) / 3;
-               fg_turbo++;
-            }
-         }
-         d_base /= fg_base ? (double)fg_base : 1;
-         d_turbo /= fg_turbo ? (double)fg_turbo : 1;
+         const double d_base = foreground_distance(img[0], img[1], (size_t)N * S / 3);
+         const double d_turbo = foreground_distance(img[0], img[2], (size_t)N * S / 3);
          printf("  Co-Fusion from t = %.2f, 4 NFE: mean |pixel - base result| on foreground: turbo 4 steps %.1f, "
                 "base 2 guided steps %.1f (of 255)\n", (double)tk, d_turbo, d_base);
          CHECK(d_turbo < d_base, "the turbo sketch (%.1f) must keep the base layout better than the base model "
