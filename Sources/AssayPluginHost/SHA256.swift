@@ -81,10 +81,3 @@ public struct SHA256 {
 private extension UInt32 {
     func rotr(_ n: UInt32) -> UInt32 { (self >> n) | (self << (32 - n)) }
 }
-
-extension String {
-    /// Padded on the left to `width` characters ("7" -> "007").
-    public func leftPadded(_ width: Int, with pad: Character = "0") -> String {
-        count >= width ? self : String(repeating: pad, count: width - count) + self
-    }
-}

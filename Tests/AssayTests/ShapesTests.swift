@@ -14,6 +14,12 @@ final class ShapesTests: XCTestCase {
         }
     }
 
+    /// A daemon on the built plugins, with the embedded defaults pinned.
+    func shapesDaemon() throws -> Daemon {
+        try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
+                   arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
+    }
+
     func runCheck(_ target: String) {
         let r = Shell.run(["make", "-s", "-C", TestEnvironment.repoRoot + "/Plugins", target], timeout: 600)
         XCTAssertEqual(r.status, 0, "make \(target) failed:\n\(r.stdout.suffix(3000))\n\(r.stderr.suffix(2000))")
@@ -29,8 +35,7 @@ final class ShapesTests: XCTestCase {
     func testClipscoreMatchesPyTorchAndRefusesCorruptWeights() { runCheck("shapes-clipscore-check") }
 
     func testBestOfNOnTheEmbeddedModelIsScoredByTheExactChecker() throws {
-        let d = try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
-                           arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
+        let d = try shapesDaemon()
         // Every option has a default: the plain call works on the embedded model.
         let plain = try d.submit("a red circle")
         XCTAssertEqual(try d.waitFinished(plain, timeout: 300), "done")
@@ -75,8 +80,7 @@ final class ShapesTests: XCTestCase {
     /// defaults (a few steps, guidance 1) and one evaluation per step; the base model takes a
     /// negative prompt and the student refuses one with a reason.
     func testTurboStudentAndNegativePrompts() throws {
-        let d = try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
-                           arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
+        let d = try shapesDaemon()
         let turbo = try XCTUnwrap(try d.plugin("shapes-turbo"), "shapes.so also offers shapes-turbo")
         XCTAssertEqual(turbo["kind"]?.stringValue, "model")
 
@@ -112,8 +116,7 @@ final class ShapesTests: XCTestCase {
     /// A default verifier that cannot judge a prompt is passed over, since the client did not
     /// ask for it; one the client names still refuses the prompt.
     func testDefaultVerifierThatCannotJudgeThePromptIsPassedOver() throws {
-        let d = try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
-                           arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
+        let d = try shapesDaemon()
         let single = try d.submit("a red disk", ["model": .string("example-model"), "steps": .uint32(2)])
         XCTAssertEqual(try d.waitFinished(single, timeout: 60), "done", d.log)
         XCTAssertEqual((try d.manifest(single)["plan"] as! [String: Any])["verifiers"] as? [String], [],

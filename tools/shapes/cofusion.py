@@ -44,9 +44,8 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 STEPS, GUIDANCE = 20, 1.75
 
 
-def layout_iou(a, b):
-    """Mean over palette colours present in either image of the IoU of their pixel masks."""
-    la, lb = world.classify_pixels(a), world.classify_pixels(b)
+def layout_iou(la, lb):
+    """Mean over palette colours present in either label map of the IoU of their pixel masks."""
     ious = []
     for c in range(1, 5):
         ma, mb = la == c, lb == c
@@ -56,8 +55,9 @@ def layout_iou(a, b):
     return float(np.mean(ious)) if ious else 1.0
 
 
-def fg_pixel_distance(a, b):
-    fg = (world.classify_pixels(a) != 0) | (world.classify_pixels(b) != 0)
+def fg_pixel_distance(a, b, la, lb):
+    """Mean |a - b| (0..255) over pixels that are foreground in either label map."""
+    fg = (la != 0) | (lb != 0)
     if not fg.any():
         return 0.0
     return float(np.abs(a.astype(np.float32) - b.astype(np.float32))[fg].mean())
@@ -97,6 +97,7 @@ def main():
         states = M.euler_states(base, x, tok, 1.0, STEPS, GUIDANCE)
         res = M.to_uint8(states[-1].clamp(-1, 1))
         checks = [world.check(res[s], prompt) for s in range(args.seeds)]
+        res_labels = [world.classify_pixels(res[s]) for s in range(args.seeds)]
         base_pass.append([bool(c[0]) for c in checks])
         for k in ks:
             tk = 1.0 - k / STEPS
@@ -111,9 +112,11 @@ def main():
                     ok, frac, _ = world.check(sk[s], prompt)
                     scores.append(frac)
                     oks.append(bool(ok))
+                    ls = world.classify_pixels(sk[s])
                     rows.setdefault((k, name), []).append({
                         "cat": cat, "agree": bool(ok) == base_pass[-1][s],
-                        "layout": layout_iou(sk[s], res[s]), "dpx": fg_pixel_distance(sk[s], res[s])})
+                        "layout": layout_iou(ls, res_labels[s]),
+                        "dpx": fg_pixel_distance(sk[s], res[s], ls, res_labels[s])})
                 sketch_score.setdefault((k, name), []).append(scores)
                 sketch_pass.setdefault((k, name), []).append(oks)
         if (pi + 1) % 10 == 0:
