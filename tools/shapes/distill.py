@@ -37,7 +37,6 @@ import copy
 import csv
 import glob
 import hashlib
-import json
 import math
 import os
 import signal
