@@ -2,6 +2,8 @@
 /// every message says what to change.
 public enum AssayError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidArgument(String)
+    /// An image a client handed in (Score) cannot be read, decoded or judged.
+    case invalidImage(String)
     case unknownPlugin(String)
     case queueFull(String)
     case notFound(String)
@@ -13,6 +15,7 @@ public enum AssayError: Error, Equatable, CustomStringConvertible, Sendable {
     public var name: String {
         switch self {
         case .invalidArgument: return "io.assay.Error.InvalidArgument"
+        case .invalidImage: return "io.assay.Error.InvalidImage"
         case .unknownPlugin: return "io.assay.Error.UnknownPlugin"
         case .queueFull: return "io.assay.Error.QueueFull"
         case .notFound: return "io.assay.Error.NotFound"
@@ -24,7 +27,7 @@ public enum AssayError: Error, Equatable, CustomStringConvertible, Sendable {
 
     public var message: String {
         switch self {
-        case .invalidArgument(let m), .unknownPlugin(let m), .queueFull(let m), .notFound(let m),
+        case .invalidArgument(let m), .invalidImage(let m), .unknownPlugin(let m), .queueFull(let m), .notFound(let m),
              .accessDenied(let m), .notReady(let m), .failed(let m):
             return m
         }

@@ -39,6 +39,54 @@ public struct JobPlanner: Sendable {
         return i
     }
 
+    /// Why verifier `id` cannot judge `prompt` (its assay.prompt-check/1 reason), or nil
+    /// when it can or has no grammar. Throws UnknownPlugin when no such verifier is loaded.
+    private func refusal(_ id: String, _ prompt: String, _ context: PluginCallContext) throws -> String? {
+        do {
+            try require(id, .verifier).checkPrompt(prompt, context: context)
+            return nil
+        } catch let e as PluginCallError {
+            return e.message
+        }
+    }
+
+    /// The verifiers a `Score` call uses, with the rules and wording of `Submit`: each one
+    /// named must be loaded and able to judge the prompt; none named means every loaded
+    /// verifier that can judge it (one without a grammar always can).
+    public func scoringVerifiers(prompt: String, requested: [String]) throws -> [PluginInstance] {
+        try JobOptions.validatePrompt(prompt)
+        guard Set(requested).count == requested.count else {
+            throw AssayError.invalidArgument("'verifiers' names a verifier twice")
+        }
+        let check = PluginCallContext(jobID: 0)
+        if !requested.isEmpty {
+            return try requested.map { id in
+                if let reason = try refusal(id, prompt, check) {
+                    throw AssayError.invalidArgument("verifier '\(id)' cannot judge this prompt: \(reason)")
+                }
+                return try require(id, .verifier)
+            }
+        }
+        let loaded = registry.instances(kind: .verifier)
+        guard !loaded.isEmpty else {
+            throw AssayError.notReady("no verifier plugin is loaded: put one in a plugin directory (see PluginDirectories)")
+        }
+        var reasons: [String] = []
+        var usable: [PluginInstance] = []
+        for v in loaded {
+            do {
+                try v.checkPrompt(prompt, context: check)
+                usable.append(v)
+            } catch let e as PluginCallError {
+                reasons.append("\(v.id): \(e.message)")
+            }
+        }
+        if usable.isEmpty {
+            throw AssayError.invalidArgument("no loaded verifier can judge this prompt (\(reasons.joined(separator: "; ")))")
+        }
+        return usable
+    }
+
     public func plan(prompt: String, options: JobOptions) throws -> JobPlan {
         try JobOptions.validatePrompt(prompt)
         let strategy = try catalog.strategy(named: options.strategy ?? defaults.strategy)
@@ -56,14 +104,7 @@ public struct JobPlanner: Sendable {
         // Verifiers with a grammar (assay.prompt-check/1) judge the prompt now, so the
         // client hears about a prompt they cannot score before any compute is spent.
         let check = PluginCallContext(jobID: 0)
-        func refusal(_ id: String) throws -> String? {
-            do {
-                try require(id, .verifier).checkPrompt(prompt, context: check)
-                return nil
-            } catch let e as PluginCallError {
-                return e.message
-            }
-        }
+        func refusal(_ id: String) throws -> String? { try self.refusal(id, prompt, check) }
         var verifiers: [String]
         if let v = options.verifiers {
             verifiers = v

@@ -68,6 +68,21 @@ public final class DBusMessage: @unchecked Sendable {
     public var signature: String { String(cString: dbus_message_get_signature(raw)) }
     public var noReplyExpected: Bool { dbus_message_get_no_reply(raw) != 0 }
 
+    /// Whether the message carries Unix file descriptors.
+    public var containsUnixFDs: Bool { dbus_message_contains_unix_fds(raw) != 0 }
+
+    /// Reads every argument. libdbus hands out a fresh duplicate of each Unix fd on every
+    /// read: with `keepingFDs` (the default) they belong to the caller, who must close
+    /// them; without, they are closed here and read as `.unixFD(-1)`. A handler that has
+    /// no use for descriptors reads without keeping them, or each message carrying one
+    /// (say an `h` in a variant) would leak a descriptor.
+    public func arguments(keepingFDs: Bool) -> [DBusValue] {
+        let values = arguments()
+        guard !keepingFDs, containsUnixFDs else { return values }
+        for v in values { v.closeUnixFDs() }
+        return values.map { $0.replacingUnixFDs(with: -1) }
+    }
+
     /// Reads every argument. Unix fds come back owned by the caller.
     public func arguments() -> [DBusValue] {
         var iter = DBusMessageIter()

@@ -1,4 +1,5 @@
 import CDBus
+import Glibc
 
 /// A D-Bus value with its type, as read from or written to a message.
 ///
@@ -74,6 +75,36 @@ public indirect enum DBusValue: Equatable, Sendable {
 }
 
 extension DBusValue {
+    /// Every Unix fd in this value, depth first.
+    public var unixFDs: [Int32] {
+        switch self {
+        case .unixFD(let fd): return [fd]
+        case .variant(let v): return v.unixFDs
+        case .array(_, let items), .structure(let items): return items.flatMap(\.unixFDs)
+        case .dictionary(_, _, let entries): return entries.flatMap { $0.0.unixFDs + $0.1.unixFDs }
+        default: return []
+        }
+    }
+
+    /// Closes every Unix fd in this value (those `>= 0`).
+    public func closeUnixFDs() {
+        for fd in unixFDs where fd >= 0 { close(fd) }
+    }
+
+    /// The same value with every Unix fd replaced by `fd`.
+    func replacingUnixFDs(with fd: Int32) -> DBusValue {
+        switch self {
+        case .unixFD: return .unixFD(fd)
+        case .variant(let v): return .variant(v.replacingUnixFDs(with: fd))
+        case .array(let sig, let items): return .array(elementSignature: sig, items.map { $0.replacingUnixFDs(with: fd) })
+        case .structure(let items): return .structure(items.map { $0.replacingUnixFDs(with: fd) })
+        case .dictionary(let k, let v, let entries):
+            return .dictionary(keySignature: k, valueSignature: v,
+                               entries.map { ($0.0.replacingUnixFDs(with: fd), $0.1.replacingUnixFDs(with: fd)) })
+        default: return self
+        }
+    }
+
     /// Builds an `a{sv}` dictionary, keys sorted for stable output.
     public static func vardict(_ entries: [String: DBusValue]) -> DBusValue {
         .dictionary(keySignature: "s", valueSignature: "v",

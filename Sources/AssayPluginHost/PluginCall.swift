@@ -48,6 +48,7 @@ public struct PluginCallError: Error, CustomStringConvertible, Sendable {
     public var isBudget: Bool { code == ASSAY_ERR_BUDGET }
     public var isCancelled: Bool { code == ASSAY_ERR_CANCELLED }
     public var isInvalidArgument: Bool { code == ASSAY_ERR_INVALID_ARGUMENT }
+    public var isUnsupported: Bool { code == ASSAY_ERR_UNSUPPORTED }
     public var description: String { "plugin \(pluginID): \(message)" }
 
     static func codeName(_ code: Int32) -> String {

@@ -50,6 +50,10 @@ public final class AssayService: @unchecked Sendable {
     private var finishedOrder: [UInt64] = []
     private var uidCache: [String: UInt32] = [:]
     private var lastQueueLength = -1
+    /// Score calls being worked on, per client (loop thread only).
+    var scoreInFlight: [String: Int] = [:]
+    /// Verifier calls made by Score since start (counted on worker threads).
+    let scoreCallsCounter = Locked<UInt64>(0)
 
     public init(config: ServiceConfig, logger: Logger = Logger(label: "io.assay.daemon")) throws {
         self.config = config

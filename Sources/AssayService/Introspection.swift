@@ -46,6 +46,13 @@ enum Introspection {
           <arg name="options" type="a{sv}" direction="in"/>
           <arg name="job" type="o" direction="out"/>
         </method>
+        <method name="Score">
+          <arg name="prompt" type="s" direction="in"/>
+          <arg name="images" type="ah" direction="in"/>
+          <arg name="verifiers" type="as" direction="in"/>
+          <arg name="options" type="a{sv}" direction="in"/>
+          <arg name="results" type="aa{sv}" direction="out"/>
+        </method>
         <method name="ListPlugins"><arg name="plugins" type="aa{sv}" direction="out"/></method>
         <method name="ListJobs"><arg name="jobs" type="ao" direction="out"/></method>
         <method name="ReloadPlugins"/>
@@ -60,6 +67,7 @@ enum Introspection {
         <property name="QueueLength" type="u" access="read"/>
         <property name="RunningJobs" type="u" access="read"/>
         <property name="Strategies" type="as" access="read"/>
+        <property name="ScoreVerifierCalls" type="t" access="read"/>
       </interface>
 
     """

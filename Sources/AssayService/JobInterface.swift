@@ -56,7 +56,7 @@ extension AssayService {
             return try replyWithJobFile(msg, entry, \.manifestPath, "manifest")
         case "OpenCandidate":
             try requireSignature(msg, "u", "OpenCandidate(u index)")
-            guard case .uint32(let index)? = msg.arguments().first else { throw AssayError.invalidArgument("OpenCandidate(u index)") }
+            guard case .uint32(let index)? = msg.arguments(keepingFDs: false).first else { throw AssayError.invalidArgument("OpenCandidate(u index)") }
             let snap = entry.job.snapshot
             guard !snap.candidatesDirectory.isEmpty else {
                 throw AssayError.notReady("job \(entry.job.id) kept no candidate images: submit it with save_candidates=true")

@@ -15,6 +15,7 @@ extension AssayService {
             "QueueLength": .uint32(UInt32(scheduler.queueLength)),
             "RunningJobs": .uint32(UInt32(scheduler.runningCount)),
             "Strategies": .strings(catalog.strategies.keys.sorted()),
+            "ScoreVerifierCalls": .uint64(scoreCallsCounter.current),
         ]
     }
 
@@ -27,7 +28,7 @@ extension AssayService {
         switch member {
         case "Submit":
             try requireSignature(msg, "sa{sv}", "Submit(s prompt, a{sv} options), e.g. Submit(\"a red circle\", {\"strategy\": <\"best-of-n\">, \"n\": <uint32 8>})")
-            let args = msg.arguments()
+            let args = msg.arguments(keepingFDs: false)
             guard case .string(let prompt) = args[0], let options = JobOptionsWire.decode(args[1]) else {
                 throw AssayError.invalidArgument("Submit takes (s prompt, a{sv} options)")
             }
@@ -35,6 +36,8 @@ extension AssayService {
             let r = msg.makeReturn()
             r.append(.objectPath(path))
             return r
+        case "Score":
+            return try handleScore(msg)
         case "ListPlugins":
             try requireSignature(msg, "", "ListPlugins()")
             let rows: [DBusValue] = registry.records().map { p in
@@ -73,7 +76,7 @@ extension AssayService {
     /// Properties.Set on the manager: only PluginDirectories is writable (admin only).
     private func setManagerProperty(_ msg: DBusMessage) throws -> DBusMessage? {
         try requireSignature(msg, "ssv", "Set(s interface, s property, v value)")
-        let args = msg.arguments()
+        let args = msg.arguments(keepingFDs: false)
         guard case .string(let name) = args[1] else { throw AssayError.invalidArgument("Set(ssv)") }
         guard name == "PluginDirectories" else {
             throw DBusError(name: "org.freedesktop.DBus.Error.PropertyReadOnly", message: "\(name) is read-only; only PluginDirectories can be set")
@@ -96,7 +99,7 @@ extension AssayService {
 
     /// `org.freedesktop.DBus.Properties` for any object (read-only properties).
     func handleProperties(_ msg: DBusMessage, member: String, interface: String, values: [String: DBusValue]) throws -> DBusMessage {
-        let args = msg.arguments()
+        let args = msg.arguments(keepingFDs: false)
         switch member {
         case "Get":
             try requireSignature(msg, "ss", "Get(s interface, s property)")

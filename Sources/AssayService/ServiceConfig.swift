@@ -22,6 +22,8 @@ public struct ServiceConfig: Sendable {
     /// Where private copies of plugin files are mapped from (emptied as they load).
     public var runtimeDirectory: String = ""
     public var limits = Scheduler.Limits()
+    /// Caps on `Score` calls (images a call, bytes, pixels, read time, calls in flight).
+    public var scoreLimits = ScoreLimits()
     /// How long finished jobs stay on the bus, in seconds.
     public var retentionSeconds: Double = 600
     /// At most this many finished jobs stay on the bus (oldest go first).

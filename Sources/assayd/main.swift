@@ -34,6 +34,15 @@ struct AssayDaemon: ParsableCommand {
     @Option(help: "Jobs one client may have waiting.")
     var maxQueuedPerClient = 16
 
+    @Option(help: "Images one Score call may carry (one descriptor each; the kernel passes at most 253 in a message).")
+    var scoreMaxImages = ScoreLimits().maxImagesPerCall
+
+    @Option(help: "Score calls one client may have in progress at once.")
+    var scoreMaxInFlightPerClient = ScoreLimits().maxInFlightPerClient
+
+    @Option(help: "Milliseconds a Score call may take to read all its descriptors (a pipe that never ends is refused then).")
+    var scoreReadTimeoutMs = ScoreLimits().readTimeoutMs
+
     @Option(help: "Seconds a finished job stays on the bus.")
     var retentionSeconds = 600.0
 
@@ -64,6 +73,9 @@ struct AssayDaemon: ParsableCommand {
         if system && address != nil { throw ValidationError("--system and --address exclude each other") }
         if maxConcurrentJobs < 1 || maxQueued < 1 || maxQueuedPerClient < 1 {
             throw ValidationError("--max-concurrent-jobs, --max-queued and --max-queued-per-client must be at least 1")
+        }
+        if !(1...253).contains(scoreMaxImages) || scoreMaxInFlightPerClient < 1 || scoreReadTimeoutMs < 1 {
+            throw ValidationError("--score-max-images must be 1 to 253; --score-max-in-flight-per-client and --score-read-timeout-ms at least 1")
         }
         if let c = clientIdentity, ServiceConfig.ClientIdentity(rawValue: c) == nil {
             throw ValidationError("--client-identity must be connection or uid")
@@ -106,6 +118,10 @@ struct AssayDaemon: ParsableCommand {
         config.stateDirectory = absolute(config.stateDirectory)
         config.limits = Scheduler.Limits(maxConcurrentJobs: maxConcurrentJobs, maxQueued: maxQueued,
                                          maxQueuedPerClient: maxQueuedPerClient)
+        config.scoreLimits.maxImagesPerCall = scoreMaxImages
+        config.scoreLimits.maxInFlightPerClient = scoreMaxInFlightPerClient
+        config.scoreLimits.maxInFlight = max(config.scoreLimits.maxInFlight, scoreMaxInFlightPerClient)
+        config.scoreLimits.readTimeoutMs = scoreReadTimeoutMs
         config.retentionSeconds = retentionSeconds
         config.clientIdentity = clientIdentity.flatMap(ServiceConfig.ClientIdentity.init) ?? (system ? .uid : .connection)
         config.defaults = JobDefaults(models: defaultModels.split(separator: ",").map(String.init),
