@@ -20,7 +20,7 @@ final class ReadmeTests: XCTestCase {
 
     func testEveryMarkedReadmeExampleRuns() throws {
         let blocks = try examples()
-        XCTAssertEqual(blocks.map(\.language), ["sh", "sh", "python"])
+        XCTAssertEqual(blocks.map(\.language), ["sh", "sh", "python", "python"])
         let d = try Daemon()
         let env = ["DBUS_SESSION_BUS_ADDRESS": d.bus.address,
                    "PATH": TestEnvironment.productsDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
@@ -33,6 +33,9 @@ final class ReadmeTests: XCTestCase {
         let python = Shell.run(["/usr/bin/python3", "-c", blocks[2].code], environment: env)
         XCTAssertEqual(python.status, 0, python.stderr)
         XCTAssertTrue(python.stdout.hasPrefix("done "), python.stdout)
+        let score = Shell.run(["/usr/bin/python3", "-c", blocks[3].code], environment: env)
+        XCTAssertEqual(score.status, 0, score.stderr)
+        XCTAssertTrue(score.stdout.hasPrefix("16 16 {") && score.stdout.contains("'example-colour': "), score.stdout)
         d.assertAlive()
     }
 }
