@@ -1,3 +1,4 @@
+import AssayCore
 import AssayDBus
 import AssayPluginHost
 import Foundation
@@ -175,6 +176,38 @@ final class ScoreTests: XCTestCase {
         XCTAssertFalse(scores(some[0]).keys.contains("shapes-checker"), "\(scores(some[0]))")
         XCTAssertTrue(scores(some[0]).keys.contains("shapes-quality"), "\(scores(some[0]))")
         d.assertAlive()
+    }
+
+    /// The decoder on its own: gray and palette expand to RGB, alpha is dropped, the
+    /// encoder's files come back bit for bit, and broken or oversized files are refused
+    /// with a reason (libpng's longjmp stays inside the C shim).
+    func testPNGDecoderReadsEveryLayoutAndRefusesWhatItCannot() throws {
+        let gray = PNGWriter.png(width: 3, height: 2, colour: .gray, samples: [0, 100, 255, 7, 8, 9])
+        XCTAssertEqual(try PNGDecoder.decode(gray).pixels, [0, 0, 0, 100, 100, 100, 255, 255, 255, 7, 7, 7, 8, 8, 8, 9, 9, 9])
+        let rgba = PNGWriter.png(width: 2, height: 1, colour: .rgba, samples: [1, 2, 3, 0, 4, 5, 6, 128])
+        XCTAssertEqual(try PNGDecoder.decode(rgba).pixels, [1, 2, 3, 4, 5, 6])
+        let palette = PNGWriter.png(width: 2, height: 1, colour: .palette([(9, 8, 7), (1, 2, 3)]), samples: [1, 0])
+        XCTAssertEqual(try PNGDecoder.decode(palette).pixels, [1, 2, 3, 9, 8, 7])
+        let image = RGBImage(width: 5, height: 4, pixels: (0..<60).map { UInt8($0 * 4) })
+        XCTAssertEqual(try PNGDecoder.decode(try PNGEncoder.encode(image)), image)
+
+        func refusal(_ bytes: [UInt8], limits: PNGDecoder.Limits = .init()) -> String {
+            do { _ = try PNGDecoder.decode(bytes, limits: limits); return "decoded" } catch let e as AssayError {
+                XCTAssertEqual(e.name, "io.assay.Error.InvalidImage")
+                return e.message
+            } catch { return "\(error)" }
+        }
+        let good = PNGWriter.rgb(Self.square((255, 0, 0)))
+        XCTAssertTrue(refusal([]).contains("not a PNG"))
+        XCTAssertTrue(refusal(Array("hello world, not a png".utf8)).contains("not a PNG"))
+        for cut in [8, 20, 33, 60, good.count - 13, good.count - 1] {
+            XCTAssertTrue(refusal(Array(good.prefix(cut))).contains("invalid PNG"), "cut at \(cut): \(refusal(Array(good.prefix(cut))))")
+        }
+        var badCRC = good
+        badCRC[29] ^= 1 // IHDR's CRC
+        XCTAssertTrue(refusal(badCRC).contains("invalid PNG"), refusal(badCRC))
+        XCTAssertTrue(refusal(good, limits: .init(maxSide: 16, maxPixels: 1 << 20)).contains("invalid PNG"))
+        XCTAssertTrue(refusal(good, limits: .init(maxSide: 64, maxPixels: 100)).contains("at most 100 pixels"))
     }
 
     /// `assayctl score` prints one row per image with pass/fail, and --json an array.
