@@ -4,6 +4,7 @@ import AssayPluginHost
 import AssayWire
 import Dispatch
 import Glibc
+import Logging
 
 /// `Score(s prompt, ah images, as verifiers, a{sv} options) → aa{sv}` on the manager:
 /// verifiers on any image, outside a job. Caps and their reasons: ``ScoreLimits``.
@@ -55,6 +56,7 @@ extension AssayService {
         let imageFDs = items.map { v -> Int32 in if case .unixFD(let fd) = v { return fd } else { return -1 } }
         let loopRef = loop
         let counter = scoreCallsCounter
+        let log = logger, startNs = DispatchTimeClock.now(), names = verifiers.map(\.instance.id).joined(separator: ",")
         Self.scoreQueue.async { [weak self] in
             let outcome: Result<DBusValue, DBusError>
             do {
@@ -94,6 +96,10 @@ extension AssayService {
             } catch {
                 outcome = .failure(DBusError(name: "io.assay.Error.Failed", message: "\(error)"))
             }
+            var meta: Logger.Metadata = ["client": "\(client)", "images": "\(imageFDs.count)", "verifiers": "\(names)",
+                                         "ms": "\(Double(DispatchTimeClock.now() - startNs) / 1e6)"]
+            if case .failure(let e) = outcome { meta["error"] = "\(e.name): \(e.message)" }
+            log.info("score", metadata: meta)
             // Messages are made and sent on the bus thread only.
             loopRef.post {
                 if let self {
