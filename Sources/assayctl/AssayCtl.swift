@@ -20,7 +20,7 @@ struct AssayCtl: ParsableCommand {
           1  the job failed (or a replay's result differs from the manifest's)
           2  usage error (bad or missing arguments)
           3  the daemon answered with a D-Bus error; stderr then says
-             "assayctl: io.assay.Error.<Name>: <message>" (InvalidArgument,
+             "assayctl: io.assay.Error.<Name>: <message>" (InvalidArgument, InvalidImage,
              UnknownPlugin, QueueFull, NotFound, AccessDenied, NotReady, Failed)
           4  the daemon is not reachable: no bus, or nobody owns io.assay.Assay1
           5  the job was cancelled. Ctrl-C during generate/replay cancels the
