@@ -34,6 +34,8 @@ final class ShapesTests: XCTestCase {
 
     func testClipscoreMatchesPyTorchAndRefusesCorruptWeights() { runCheck("shapes-clipscore-check") }
 
+    func testJudgeMatchesItsTwinMeetsItsFloorsAndRefusesCorruptWeights() { runCheck("shapes-judge-check") }
+
     func testBestOfNOnTheEmbeddedModelIsScoredByTheExactChecker() throws {
         let d = try shapesDaemon()
         // Every option has a default: the plain call works on the embedded model.

@@ -74,12 +74,15 @@ def conv2d(x, w, b, stride, dil):
 
 
 class Net:
-    def __init__(self, tensors):
+    def __init__(self, tensors, threshold=THRESHOLD):
         self.t = tensors
+        self.threshold = threshold
 
     @classmethod
     def load(cls, path=WEIGHTS):
-        return cls(read_safetensors(path)[0])
+        """The weights and the detection threshold stored in their metadata (as C reads it)."""
+        tensors, meta = read_safetensors(path)
+        return cls(tensors, float(meta["threshold"]))
 
     def forward(self, img_u8):
         x = (img_u8.astype(np.float32) / np.float32(255.0)).transpose(2, 0, 1)
@@ -172,7 +175,7 @@ def judge(img, caption, net=None):
         net = _NET
     spec = world.parse(caption) if isinstance(caption, str) else caption
     h, w = img.shape[:2]
-    dets = decode(net.forward(resize_nearest(img)))
+    dets = decode(net.forward(resize_nearest(img)), net.threshold)
     passed, score, failed = rules(dets, spec)
     sx, sy = w / NATIVE, h / NATIVE
     shown = [{"shape": d["shape"], "colour": d["colour"],
@@ -188,10 +191,12 @@ if __name__ == "__main__":
     ap.add_argument("--per-category", type=int, default=100)
     ap.add_argument("--seed", type=int, default=20261202)
     ap.add_argument("--weights", default=WEIGHTS)
+    ap.add_argument("--colour-shift", action="store_true", help="yardstick's per-channel gain/offset too")
     a = ap.parse_args()
     net = Net.load(a.weights)
     by_blur = {}
     for blur in yardstick.BLURS:
-        cases = yardstick.validation_set(blur, a.per_category, a.seed)
+        cases = yardstick.validation_set(blur, a.per_category, a.seed, colour_shift=a.colour_shift)
         by_blur[blur] = yardstick.table([(c, judge(c["image"], c["caption"], net)[0]) for c in cases])
-    print(yardstick.format_table(by_blur, "shapes-judge"))
+        print(f"blur {blur:g} done", file=sys.stderr, flush=True)
+    print(yardstick.format_table(by_blur, "shapes-judge" + (" (colour shift)" if a.colour_shift else "")))
