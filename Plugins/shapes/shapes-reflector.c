@@ -128,7 +128,7 @@ static assay_result_t sr_reflect(const assay_plugin_t *plugin, const assay_call_
    for (uint32_t i = 0; i < n; i++) {
       const sw_image_t img = {images[i].width, images[i].height, images[i].stride,
                               images[i].pixels};
-      const char *problem = sw_image_problem(&img);
+      const char *problem = sw_check_image_problem(&img);
       if (problem != NULL) {
          sr_fail(self, call, "shapes-reflector: image %u is malformed (%ux%u, stride %u): %s",
                  i, img.width, img.height, img.stride, problem);

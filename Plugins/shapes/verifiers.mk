@@ -24,12 +24,12 @@ EXTRA_PLUGINS += $(SHV_PLUGINS)
 
 $(SHV_PLUGINS): $(OUT_ABS)/%.so: $(SHV_DIR)/%.c $(SHV_WORLD_SRCS) $(SHV_WORLD_HDRS) $(DEPS) \
                 $(SHV_DIR)/verifiers.mk | $(OUT_ABS)
-	$(CC) $(PLUGIN_CFLAGS) -o $@ $< $(SHV_WORLD_SRCS) $(PLUGIN_LDFLAGS)
+	$(CC) $(PLUGIN_CFLAGS) -O3 -o $@ $< $(SHV_WORLD_SRCS) $(PLUGIN_LDFLAGS)
 
 $(SHV_TEST_BIN): $(SHV_DIR)/verifier-tests/test_verifiers.c $(SHV_WORLD_SRCS) $(SHV_WORLD_HDRS) \
                  $(DEPS) $(SHV_DIR)/verifiers.mk
 	mkdir -p $(SHV_TEST_DIR)
-	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror -pedantic -I$(INCLUDE_DIR) -o $@ $< \
+	$(CC) -std=c11 -O3 -g -Wall -Wextra -Werror -pedantic -I$(INCLUDE_DIR) -o $@ $< \
 	    $(SHV_WORLD_SRCS) -lm -ldl -pthread
 
 .PHONY: shapes-verifier-check

@@ -6,7 +6,7 @@ reference (tools/shapes/world.py), with the Python checker's verdicts.
 
 Writes Plugins/shapes/verifier-tests/cases.bin (binary, little-endian):
 
-    magic    8 bytes  b"SHVCASE1"
+    magic    8 bytes  b"SHVCASE2"
     count    u32
     per case:
       type   u8      0 = parse case, 1 = check case
@@ -17,8 +17,10 @@ Writes Plugins/shapes/verifier-tests/cases.bin (binary, little-endian):
                    2 above, 3 below)
       check case:  pass u8, score f64, nconstraints u8, failed_mask u8 (bit i = constraint i
                    failed; constraints: one per group in order, then the relation),
-                   ndets u8, per detection (colour u8, shape u8, area u16, x0 u8, y0 u8,
-                   x1 u8, y1 u8) in world.detect order,
+                   ndets u8, per detection (colour u8, shape i8 (-1 ambiguous),
+                   ncandidates u8, candidates 3 x u8 (shape indices, best first, 255 unused),
+                   area u16, box 4 x i16 in half pixels (x0, y0, x1, y1 exclusive),
+                   fit f64) in world.detect order,
                    image: encoding u8 (0 = palette runs, 1 = raw RGB), width u16, height u16,
                      0: nruns u32, then (length u8 1..255, label u8 0..4) runs over the
                         row-major pixels (label 0 = background, 1.. = world.COLOURS order)
@@ -32,6 +34,10 @@ Cases (deterministic, seed 20261121):
   noisy              renders blurred (gaussian), shifted in colour and with gaussian noise,
                      the way model samples are noisier than renders
   ties               renders with pixels exactly equidistant to two palette colours
+  yard<blur><+|->/<category>
+                     the yardstick (tools/shapes/yardstick.py): correct (+) and wrong (-)
+                     scenes, blurred by sigma <blur> with noise sigma 8; + / - is the scene's
+                     own truth, so the C test measures recall and false passes from them
   model              (optional, --model-samples N, needs torch + the exported weights)
                      samples of the shapes model for benchmark prompts
   parse cases        all benchmark prompts, hand-written captions (valid and not), and
@@ -114,8 +120,11 @@ class Writer:
         b = struct.pack("<B", 1) + enc_str(tag, 1) + enc_str(caption, 2)
         b += struct.pack("<BdBBB", int(ok), float(frac), n_con, failed_mask(spec, failed), len(dets))
         for d in dets:
-            b += struct.pack("<BBHBBBB", world.COLOURS.index(d["colour"]), world.SHAPES.index(d["shape"]),
-                             d["area"], *d["box"])
+            cands = [world.SHAPES.index(c) for c in d["candidates"]]
+            b += struct.pack("<BbB3BH4hd", world.COLOURS.index(d["colour"]),
+                             -1 if d["shape"] is None else world.SHAPES.index(d["shape"]),
+                             len(cands), *(cands + [255] * (3 - len(cands))), d["area"],
+                             *[int(round(2 * v)) for v in d["box"]], d["fit"])
         b += enc_image(img)
         self.cases.append(b)
         self._tag(tag.split("/")[0])
@@ -139,7 +148,7 @@ class Writer:
 
     def write(self, path):
         with open(path, "wb") as f:
-            f.write(b"SHVCASE1" + struct.pack("<I", len(self.cases)))
+            f.write(b"SHVCASE2" + struct.pack("<I", len(self.cases)))
             for c in self.cases:
                 f.write(c)
 
@@ -188,6 +197,7 @@ def main():
     ap.add_argument("--per-category", type=int, default=60)
     ap.add_argument("--noisy", type=int, default=120)
     ap.add_argument("--model-samples", type=int, default=0)
+    ap.add_argument("--yardstick", type=int, default=50, help="yardstick scenes per category and truth at blur 0.9 (half at 1.2)")
     ap.add_argument("--weights", default=os.path.join(REPO, "Plugins/shapes/weights/shapes-base.safetensors"))
     args = ap.parse_args()
     rng = np.random.default_rng(20261121)
@@ -269,6 +279,13 @@ def main():
         vals = np.array(tie_values, dtype=np.uint8)[rng.integers(len(tie_values), size=img.shape[:2])]
         img[mask] = vals[mask]
         w.check("ties", world.spec_to_caption(spec), img)
+
+    # the yardstick: degraded correct and wrong scenes with their truth in the tag
+    sys.path.insert(0, os.path.join(REPO, "tools", "shapes"))
+    import yardstick
+    for blur, per in ((0.9, args.yardstick), (1.2, args.yardstick // 2)):
+        for case in yardstick.validation_set(blur, per, seed=20261203):
+            w.check(f"yard{blur:g}{'+' if case['truth'] else '-'}/{case['category']}", case["caption"], case["image"])
 
     # model samples
     if args.model_samples > 0:

@@ -246,7 +246,7 @@ static tcase_t *load_cases(const char *path, int *count) {
    }
    fclose(f);
    reader_t r = {data, data + size, 0};
-   if (size < 12 || memcmp(data, "SHVCASE1", 8) != 0) {
+   if (size < 12 || memcmp(data, "SHVCASE2", 8) != 0) {
       free(data);
       return NULL;
    }
@@ -282,11 +282,21 @@ static tcase_t *load_cases(const char *path, int *count) {
       c->fmask = (int)rd(&r, 1);
       c->ndets = (int)rd(&r, 1);
       for (int k = 0; k < c->ndets; k++) {
-         c->dets[k].colour = (int)rd(&r, 1);
-         c->dets[k].shape = (int)rd(&r, 1);
-         c->dets[k].area = (int)rd(&r, 2);
-         for (int j = 0; j < 4; j++)
-            c->dets[k].box[j] = (int)rd(&r, 1);
+         sw_det_t *d = &c->dets[k];
+         d->colour = (int)rd(&r, 1);
+         d->shape = rd_i8(&r);
+         d->ncandidates = (int)rd(&r, 1);
+         for (int j = 0; j < 3; j++)
+            d->candidates[j] = (int)rd(&r, 1);
+         d->area = (int)rd(&r, 2);
+         for (int j = 0; j < 4; j++) {
+            const int half = (int)rd(&r, 2);
+            d->box[j] = (half >= 32768 ? half - 65536 : half) / 2.0;
+         }
+         uint64_t fbits = 0;
+         for (int j = 0; j < 8; j++)
+            fbits |= (uint64_t)rd(&r, 1) << (8 * j);
+         memcpy(&d->fit, &fbits, sizeof d->fit);
       }
       const int enc = (int)rd(&r, 1);
       c->w = (int)rd(&r, 2);
@@ -341,6 +351,10 @@ static int spec_equal(const sw_spec_t *a, const sw_spec_t *b) {
 static void test_agreement(tcase_t *cases, int n) {
    int agree = 0, checks = 0, truth = 0, truth_pass = 0, pagree = 0, parses = 0;
    int model = 0, model_agree = 0, noisy = 0, noisy_agree = 0;
+   /* the yardstick: [blur 0.9, 1.2][category 0..5, 6 = all][pos, pos passed, neg, neg passed] */
+   static const char *const cats[6] = {"single_object", "two_object", "counting", "colors",
+                                       "position", "color_attr"};
+   int yard[2][7][4] = {{{0}}};
    for (int i = 0; i < n; i++) {
       tcase_t *c = &cases[i];
       if (c->type == 0) {
@@ -383,7 +397,10 @@ static void test_agreement(tcase_t *cases, int n) {
                  fmask == c->fmask && r.ndets == c->ndets;
       for (int k = 0; good && k < r.ndets; k++)
          good = r.dets[k].colour == c->dets[k].colour && r.dets[k].shape == c->dets[k].shape &&
-                r.dets[k].area == c->dets[k].area &&
+                r.dets[k].area == c->dets[k].area && r.dets[k].fit == c->dets[k].fit &&
+                r.dets[k].ncandidates == c->dets[k].ncandidates &&
+                memcmp(r.dets[k].candidates, c->dets[k].candidates,
+                       (size_t)r.dets[k].ncandidates * sizeof(int)) == 0 &&
                 memcmp(r.dets[k].box, c->dets[k].box, sizeof r.dets[k].box) == 0;
       checks++;
       agree += good;
@@ -394,6 +411,19 @@ static void test_agreement(tcase_t *cases, int n) {
       if (strncmp(c->tag, "model", 5) == 0) {
          model++;
          model_agree += good;
+      }
+      if (strncmp(c->tag, "yard", 4) == 0) {
+         const int b = strncmp(c->tag + 4, "0.9", 3) == 0 ? 0 : 1;
+         const char *sign = strpbrk(c->tag, "+-");
+         const int positive = sign != NULL && *sign == '+';
+         for (int k = 0; k < 6; k++)
+            if (sign != NULL && strcmp(sign + 2, cats[k]) == 0) {
+               const int at[2] = {k, 6}; /* its category and all */
+               for (int j = 0; j < 2; j++) {
+                  yard[b][at[j]][positive ? 0 : 2]++;
+                  yard[b][at[j]][positive ? 1 : 3] += r.pass;
+               }
+            }
       }
       if (strcmp(c->tag, "noisy") == 0 || strcmp(c->tag, "ties") == 0) {
          noisy++;
@@ -410,6 +440,23 @@ static void test_agreement(tcase_t *cases, int n) {
    printf("C checker accuracy on ground-truth renders: %d/%d = %.4f\n", truth_pass, truth,
           truth ? (double)truth_pass / truth : 0.0);
    expect(truth > 0 && truth_pass == truth, "all ground-truth renders pass");
+   /* the yardstick's floors: at blur 0.9 (noise 8) recall >= 97% on correct scenes and at
+    * most 1% false passes on wrong ones; at 1.2 recall >= 90%, false passes <= 1% */
+   static const double blurs[2] = {0.9, 1.2}, min_recall[2] = {0.97, 0.90};
+   for (int b = 0; b < 2; b++) {
+      printf("yardstick blur %.1f (recall / false pass):", blurs[b]);
+      for (int k = 0; k <= 6; k++) {
+         const int *y = yard[b][k];
+         printf(" %s %.3f/%.3f", k < 6 ? cats[k] : "overall", y[0] ? (double)y[1] / y[0] : 0.0,
+                y[2] ? (double)y[3] / y[2] : 0.0);
+      }
+      printf("\n");
+      const int *all = yard[b][6];
+      expect(all[0] > 0 && all[2] > 0 && all[1] >= min_recall[b] * all[0] &&
+                 all[3] <= 0.01 * all[2],
+             "yardstick at blur %.1f: recall %d/%d (floor %.2f), false passes %d/%d (ceiling 0.01)",
+             blurs[b], all[1], all[0], min_recall[b], all[3], all[2]);
+   }
 }
 
 /* ---- helpers: renders in C (world.render) and degradations -------------------------- */
@@ -586,8 +633,8 @@ static void test_validate_renders(int count) {
          if (!ok)
             continue;
          if (spec.relation >= 0) {
-            const int ba[4] = {objs[0].x0, objs[0].y0, objs[0].x0 + objs[0].s, objs[0].y0 + objs[0].s};
-            const int bb[4] = {objs[1].x0, objs[1].y0, objs[1].x0 + objs[1].s, objs[1].y0 + objs[1].s};
+            const double ba[4] = {objs[0].x0, objs[0].y0, objs[0].x0 + objs[0].s, objs[0].y0 + objs[0].s};
+            const double bb[4] = {objs[1].x0, objs[1].y0, objs[1].x0 + objs[1].s, objs[1].y0 + objs[1].s};
             if (!(sw_relations(ba, bb) & (1u << spec.relation)))
                continue;
             const double ox = (ba[0] + ba[2]) / 2.0 - (bb[0] + bb[2]) / 2.0;

@@ -1,10 +1,11 @@
-/* Plugins/shapes/world/detect.c: pixel classification, components, shapes, relations and
- * the checker (world.py classify_pixels, _components, classify_shape, detect,
- * relative_position, check), with the same arithmetic so the verdicts are bit-identical:
+/* Plugins/shapes/world/detect.c: pixel classification, components, detections, relations
+ * and the checker (world.py classify_pixels, _components, detect, relative_position,
+ * check; shapes are fitted in fit.c), with the same arithmetic so the verdicts are
+ * bit-identical:
  *   - squared distances are exact integers (world.py computes them in float32, where
  *     every value involved, <= 3 * 255^2, is exact too);
- *   - fill and relation arithmetic is IEEE double in world.py's operation order (the
- *     offsets are multiples of 0.5, so the norm's squared sum is exact). */
+ *   - relation arithmetic is IEEE double in world.py's operation order (box edges are
+ *     multiples of 0.5, offsets of 0.25, so the norm's squared sum is exact). */
 #include "world.h"
 
 #include <math.h>
@@ -24,6 +25,15 @@ const char *sw_image_problem(const sw_image_t *img) {
       return "the image is larger than 4096 pixels in a dimension";
    if (img->stride < (uint64_t)img->width * 3)
       return "the image's stride is smaller than width * 3";
+   return NULL;
+}
+
+const char *sw_check_image_problem(const sw_image_t *img) {
+   const char *problem = sw_image_problem(img);
+   if (problem != NULL)
+      return problem;
+   if (img->width > SW_CHECK_MAX_SIDE || img->height > SW_CHECK_MAX_SIDE)
+      return "the checker judges images of at most 64x64 pixels (the shapes world is 32x32)";
    return NULL;
 }
 
@@ -57,7 +67,7 @@ void sw_label_image(const sw_image_t *img, uint8_t *labels) {
 }
 
 int sw_components(const uint8_t *labels, uint32_t width, uint32_t height,
-                  sw_component_t **out, int *count) {
+                  sw_component_t **out, int *count, int32_t *ids) {
    const size_t npix = (size_t)width * height;
    *out = NULL;
    *count = 0;
@@ -72,6 +82,9 @@ int sw_components(const uint8_t *labels, uint32_t width, uint32_t height,
       return -1;
    }
    int n = 0;
+   if (ids != NULL)
+      for (size_t i = 0; i < npix; i++)
+         ids[i] = -1;
    for (int label = 1; label <= SW_NCOLOURS; label++) {
       for (size_t start = 0; start < npix; start++) {
          if (labels[start] != label || seen[start])
@@ -84,6 +97,8 @@ int sw_components(const uint8_t *labels, uint32_t width, uint32_t height,
          while (top > 0) {
             const uint32_t at = stack[--top];
             const int cx = (int)(at % width), cy = (int)(at / width);
+            if (ids != NULL)
+               ids[at] = n;
             area++;
             if (cx < x0) x0 = cx;
             if (cx > x1) x1 = cx;
@@ -134,67 +149,83 @@ int sw_components(const uint8_t *labels, uint32_t width, uint32_t height,
    return 0;
 }
 
-int sw_classify_shape(int area, int x0, int y0, int x1, int y1) {
-   const double fill = (double)area / (double)((long)(x1 - x0) * (long)(y1 - y0));
-   if (fill >= 0.88)
-      return SW_SQUARE;
-   if (fill >= 0.62)
-      return SW_CIRCLE;
-   return SW_TRIANGLE;
-}
-
 int sw_detect(const sw_image_t *img, sw_det_t **out, int *count) {
    *out = NULL;
    *count = 0;
    const size_t npix = (size_t)img->width * img->height;
    uint8_t *labels = malloc(npix > 0 ? npix : 1);
-   if (labels == NULL)
+   int32_t *ids = malloc((npix > 0 ? npix : 1) * sizeof *ids);
+   if (labels == NULL || ids == NULL) {
+      free(labels);
+      free(ids);
       return -1;
+   }
    sw_label_image(img, labels);
    sw_component_t *comps;
    int ncomps;
-   const int rc = sw_components(labels, img->width, img->height, &comps, &ncomps);
-   free(labels);
-   if (rc != 0)
+   if (sw_components(labels, img->width, img->height, &comps, &ncomps, ids) != 0) {
+      free(labels);
+      free(ids);
       return -1;
+   }
    sw_det_t *dets = malloc((ncomps > 0 ? (size_t)ncomps : 1) * sizeof *dets);
    if (dets == NULL) {
       free(comps);
+      free(labels);
+      free(ids);
       return -1;
    }
-   int n = 0;
-   for (int i = 0; i < ncomps; i++) {
+   int n = 0, rc = 0;
+   for (int i = 0; i < ncomps && rc == 0; i++) {
       const sw_component_t *c = &comps[i];
       if (c->area < SW_MIN_AREA)
          continue;
+      const int box[4] = {c->x0, c->y0, c->x1, c->y1};
+      sw_fit_t fit;
+      if (sw_fit_shape(img, labels, ids, i, c->label, box, &fit) != 0) {
+         rc = -1;
+         break;
+      }
       sw_det_t *d = &dets[n++];
+      const sw_fit_shape_t *f = &fit.per_shape[fit.best];
       d->colour = c->label - 1;
-      d->shape = sw_classify_shape(c->area, c->x0, c->y0, c->x1, c->y1);
       d->area = c->area;
-      d->box[0] = c->x0;
-      d->box[1] = c->y0;
-      d->box[2] = c->x1;
-      d->box[3] = c->y1;
+      d->shape = fit.ambiguous ? SW_AMBIGUOUS : fit.best;
+      d->ncandidates = fit.ncandidates;
+      memcpy(d->candidates, fit.candidates, sizeof d->candidates);
+      d->fit = f->r2;
+      if (fit.ambiguous) {
+         for (int k = 0; k < 4; k++)
+            d->box[k] = (double)box[k];
+      } else {
+         d->box[0] = f->X0 / 2.0;
+         d->box[1] = f->Y0 / 2.0;
+         d->box[2] = (f->X0 + f->S) / 2.0;
+         d->box[3] = (f->Y0 + f->S) / 2.0;
+      }
    }
    free(comps);
-   if (n == 0) {
+   free(labels);
+   free(ids);
+   if (rc != 0 || n == 0) {
       free(dets);
       dets = NULL;
+      n = 0;
    }
    *out = dets;
    *count = n;
-   return 0;
+   return rc;
 }
 
 static double sign(double v) {
    return v > 0 ? 1.0 : v < 0 ? -1.0 : 0.0;
 }
 
-unsigned sw_relations(const int a[4], const int b[4]) {
-   const double cax = (double)(a[0] + a[2]) / 2, cay = (double)(a[1] + a[3]) / 2;
-   const double cbx = (double)(b[0] + b[2]) / 2, cby = (double)(b[1] + b[3]) / 2;
-   const double dax = (double)(a[2] - a[0]), day = (double)(a[3] - a[1]);
-   const double dbx = (double)(b[2] - b[0]), dby = (double)(b[3] - b[1]);
+unsigned sw_relations(const double a[4], const double b[4]) {
+   const double cax = (a[0] + a[2]) / 2, cay = (a[1] + a[3]) / 2;
+   const double cbx = (b[0] + b[2]) / 2, cby = (b[1] + b[3]) / 2;
+   const double dax = a[2] - a[0], day = a[3] - a[1];
+   const double dbx = b[2] - b[0], dby = b[3] - b[1];
    const double offx = cax - cbx, offy = cay - cby;
    double rx = fabs(offx) - 0.1 * (dax + dbx);
    double ry = fabs(offy) - 0.1 * (day + dby);
@@ -220,6 +251,19 @@ int sw_det_matches(const sw_det_t *d, const sw_group_t *g) {
    return d->shape == g->shape && (g->colour < 0 || d->colour == g->colour);
 }
 
+int sw_det_may_match(const sw_det_t *d, const sw_group_t *g) {
+   if (g->colour >= 0 && d->colour != g->colour)
+      return 0;
+   if (d->shape == g->shape)
+      return 1;
+   if (d->shape != SW_AMBIGUOUS)
+      return 0;
+   for (int k = 0; k < d->ncandidates; k++)
+      if (d->candidates[k] == g->shape)
+         return 1;
+   return 0;
+}
+
 int sw_check(const sw_image_t *img, const sw_spec_t *spec, sw_check_t *out) {
    memset(out, 0, sizeof *out);
    if (sw_detect(img, &out->dets, &out->ndets) != 0)
@@ -231,9 +275,11 @@ int sw_check(const sw_image_t *img, const sw_spec_t *spec, sw_check_t *out) {
       c->kind = 0;
       c->group = gi;
       c->first_pair[0] = c->first_pair[1] = -1;
-      for (int i = 0; i < out->ndets; i++)
+      for (int i = 0; i < out->ndets; i++) {
          c->found += sw_det_matches(&out->dets[i], g);
-      c->ok = g->exact ? c->found == g->count : c->found >= g->count;
+         c->maybe += sw_det_may_match(&out->dets[i], g) && !sw_det_matches(&out->dets[i], g);
+      }
+      c->ok = g->exact ? c->found == g->count && c->maybe == 0 : c->found >= g->count;
       failed += !c->ok;
    }
    if (spec->relation >= 0 && spec->ngroups == 2) {
@@ -309,6 +355,9 @@ size_t sw_constraint_failure(const sw_spec_t *spec, const sw_constraint_t *c, ch
    if (c->kind == 0) {
       const sw_group_t *g = &spec->groups[c->group];
       sw_group_words(g, a, sizeof a);
+      if (g->exact && c->maybe > 0)
+         return clip(snprintf(out, size, "%s: want exactly %d, found %d (and %d ambiguous)", a,
+                              g->count, c->found, c->maybe), size);
       return clip(snprintf(out, size, "%s: want %s %d, found %d", a,
                            g->exact ? "exactly" : "at least", g->count, c->found), size);
    }
@@ -339,6 +388,10 @@ void sw_check_json(const sw_spec_t *spec, const sw_check_t *c, sw_buf_t *b) {
       sw_buf_put(b, k->ok ? ",\"ok\":true,\"found\":" : ",\"ok\":false,\"found\":");
       if (k->kind == 0) {
          sw_buf_int(b, k->found);
+         if (k->maybe > 0) {
+            sw_buf_put(b, ",\"ambiguous\":");
+            sw_buf_int(b, k->maybe);
+         }
       } else {
          sw_buf_put(b, "[");
          int first = 1;
@@ -365,18 +418,29 @@ void sw_check_json(const sw_spec_t *spec, const sw_check_t *c, sw_buf_t *b) {
    sw_buf_put(b, "],\"detected\":[");
    for (int i = 0; i < c->ndets; i++) {
       const sw_det_t *d = &c->dets[i];
-      sw_buf_put(b, i ? ",{\"shape\":\"" : "{\"shape\":\"");
-      sw_buf_put(b, sw_shape_names[d->shape]);
-      sw_buf_put(b, "\",\"colour\":\"");
+      sw_buf_put(b, i ? ",{\"shape\":" : "{\"shape\":");
+      if (d->shape == SW_AMBIGUOUS) {
+         sw_buf_put(b, "null,\"ambiguous\":true,\"candidates\":[");
+         for (int k = 0; k < d->ncandidates; k++) {
+            sw_buf_put(b, k ? "," : "");
+            sw_buf_str(b, sw_shape_names[d->candidates[k]]);
+         }
+         sw_buf_put(b, "]");
+      } else {
+         sw_buf_str(b, sw_shape_names[d->shape]);
+      }
+      sw_buf_put(b, ",\"colour\":\"");
       sw_buf_put(b, sw_colour_names[d->colour]);
       sw_buf_put(b, "\",\"box\":[");
       for (int k = 0; k < 4; k++) {
          if (k)
             sw_buf_put(b, ",");
-         sw_buf_int(b, d->box[k]);
+         sw_buf_num(b, d->box[k], 1);
       }
       sw_buf_put(b, "],\"area\":");
       sw_buf_int(b, d->area);
+      sw_buf_put(b, ",\"fit\":");
+      sw_buf_num(b, d->fit, 4);
       sw_buf_put(b, "}");
    }
    sw_buf_put(b, "]}");

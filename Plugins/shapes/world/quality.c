@@ -79,7 +79,7 @@ int sw_quality(const sw_image_t *img, sw_quality_t *q) {
    }
    sw_component_t *comps;
    int ncomps;
-   const int rc = sw_components(labels, w, h, &comps, &ncomps);
+   const int rc = sw_components(labels, w, h, &comps, &ncomps, NULL);
    free(labels);
    if (rc != 0)
       return -1;

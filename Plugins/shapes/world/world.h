@@ -10,13 +10,15 @@
  *     distance; ties go to the lower label (background < red < green < blue < yellow);
  *   - per colour, 4-connected components (row-major scan order); components with area < 6
  *     are noise and ignored;
- *   - shape from fill = area / (bbox_w * bbox_h): >= 0.88 square, >= 0.62 circle, else
- *     triangle;
- *   - counting: "a X" = at least one, a number word = exactly that many;
+ *   - shape by template fitting (fit.c, world.py `fit_shape`): the shape whose blurred,
+ *     supersampled template best explains the component's ink; *ambiguous* when no shape
+ *     fits well or two fit about equally (an ambiguous blob never makes an image pass);
+ *   - counting: "a X" = at least one sure match, a number word = exactly that many under
+ *     every reading of the ambiguous blobs;
  *   - relations: GenEval's rule (sw_relations), threshold 0.1;
  *   - score = satisfied constraints / constraints (1 with no constraint: the empty caption).
- * World.py assumes 32x32 images; here any width x height works with the same rules
- * (absolute pixel units: MIN_AREA stays 6). */
+ * World.py's images are 32x32; here any width x height up to SW_CHECK_MAX_SIDE works with
+ * the same rules (absolute pixel units: MIN_AREA stays 6). */
 #ifndef SHAPES_WORLD_H
 #define SHAPES_WORLD_H
 
@@ -30,6 +32,16 @@
 #define SW_NSHAPES 3
 #define SW_NRELATIONS 4
 #define SW_MAX_SIDE 4096 /* images larger than this in either dimension are refused */
+#define SW_CHECK_MAX_SIDE 64 /* the checker fits templates: at most 64 pixels a side */
+
+/* template fitting (world.py FIT_*) */
+#define SW_FIT_PAD 5
+#define SW_FIT_NBLURS 5
+#define SW_FIT_MAX_TAPS 9
+#define SW_FIT_SIZE_RANGE 6
+#define SW_FIT_SHIFT 1
+#define SW_FIT_MIN 0.80
+#define SW_FIT_MARGIN 1.25
 
 /* colours: 0 red, 1 green, 2 blue, 3 yellow (pixel label = colour + 1; 0 = background) */
 enum { SW_RED = 0, SW_GREEN = 1, SW_BLUE = 2, SW_YELLOW = 3 };
@@ -74,6 +86,8 @@ typedef struct sw_image {
 
 /* NULL when the image is usable, else a static reason. */
 const char *sw_image_problem(const sw_image_t *img);
+/* The same for the checker (sw_check), which also needs at most SW_CHECK_MAX_SIDE a side. */
+const char *sw_check_image_problem(const sw_image_t *img);
 
 /* world.py `classify_pixels` for one pixel: 0 background, 1 red, 2 green, 3 blue, 4 yellow. */
 int sw_classify_pixel(const uint8_t rgb[3]);
@@ -86,20 +100,45 @@ typedef struct sw_component {
    int x0, y0, x1, y1;   /* bounding box, x1/y1 exclusive */
 } sw_component_t;
 
-/* world.py `classify_shape`. */
-int sw_classify_shape(int area, int x0, int y0, int x1, int y1);
-
 /* Labels every pixel (labels: width * height bytes, row-major). */
 void sw_label_image(const sw_image_t *img, uint8_t *labels);
 /* All 4-connected components of labels 1..4 (any area), ordered by label, then by the
  * row-major position of their first pixel (world.py's order). *out is malloc'ed (free it);
- * returns 0, or -1 when out of memory. */
+ * ids (width * height, may be NULL) receives each pixel's component index, -1 for
+ * background. Returns 0, or -1 when out of memory. */
 int sw_components(const uint8_t *labels, uint32_t width, uint32_t height,
-                  sw_component_t **out, int *count);
+                  sw_component_t **out, int *count, int32_t *ids);
+
+/* ---- shape fitting (fit.c) ---------------------------------------------------------- */
+typedef struct sw_fit_shape {
+   double r2;      /* squared correlation of the best template of this shape, -1 if none */
+   int S, X0, Y0;  /* its box: side and top-left corner, in half pixels */
+   int taps;       /* its blur kernel (binomial taps: 1 none .. 9) */
+} sw_fit_shape_t;
+
+typedef struct sw_fit {
+   sw_fit_shape_t per_shape[SW_NSHAPES];
+   int best;            /* shape with the highest r2 */
+   int ambiguous;       /* no shape fits clearly */
+   int ncandidates;     /* shapes within the margin of the best, best first (1 if clear) */
+   int candidates[SW_NSHAPES];
+} sw_fit_t;
+
+/* world.py `fit_shape` for component `cid` (label 1..4, pixel box `box`, x1/y1 exclusive)
+ * of an image whose labels and component ids are given. 0, or -1 when out of memory. */
+int sw_fit_shape(const sw_image_t *img, const uint8_t *labels, const int32_t *comp_ids,
+                 int cid, int label, const int box[4], sw_fit_t *out);
+
+#define SW_AMBIGUOUS (-1)
 
 typedef struct sw_det {
-   int colour, shape, area;
-   int box[4]; /* x0, y0, x1, y1 (exclusive) */
+   int colour, area;
+   int shape;          /* SW_CIRCLE.., or SW_AMBIGUOUS */
+   int ncandidates;    /* shapes it may be, best first (just `shape` when clear) */
+   int candidates[SW_NSHAPES];
+   double fit;         /* r2 of the best template */
+   double box[4];      /* x0, y0, x1, y1 (exclusive), pixels in steps of 0.5: the fitted
+                        * template's box, or the pixels' box when ambiguous */
 } sw_det_t;
 
 /* world.py `detect`. *out is malloc'ed (may be NULL when *count is 0); 0 or -1 (memory). */
@@ -107,14 +146,15 @@ int sw_detect(const sw_image_t *img, sw_det_t **out, int *count);
 
 /* world.py `relative_position`: bit (1 << SW_LEFT_OF) etc. for every relation that holds
  * for box a relative to box b. */
-unsigned sw_relations(const int a[4], const int b[4]);
+unsigned sw_relations(const double a[4], const double b[4]);
 
 /* ---- the checker -------------------------------------------------------------------- */
 typedef struct sw_constraint {
    int kind;       /* 0 count of groups[group], 1 the relation */
    int group;
    int ok;
-   int found;      /* count: matching detections; relation: candidate pairs */
+   int found;      /* count: sure matches; relation: candidate pairs */
+   int maybe;      /* count: ambiguous detections that may match too */
    unsigned rels;  /* relation: union of the relations found over candidate pairs */
    int first_pair[2]; /* relation: detection indices of the first candidate pair, or -1 */
 } sw_constraint_t;
@@ -128,8 +168,11 @@ typedef struct sw_check {
    sw_det_t *dets; /* malloc'ed, release with sw_check_free */
 } sw_check_t;
 
+/* A sure match (world.py `_matches`) / a sure or possible one (`_may_match`). */
 int sw_det_matches(const sw_det_t *d, const sw_group_t *g);
-/* world.py `check`: 0, or -1 when out of memory. */
+int sw_det_may_match(const sw_det_t *d, const sw_group_t *g);
+/* world.py `check`: 0, or -1 when out of memory. The image must pass
+ * sw_check_image_problem. */
 int sw_check(const sw_image_t *img, const sw_spec_t *spec, sw_check_t *out);
 void sw_check_free(sw_check_t *c);
 
