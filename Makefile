@@ -3,6 +3,8 @@
 #   make demo      build everything and run best-of-N end to end on a private bus
 #   make test      build everything and run the test suite (what CI runs)
 #   make bench     run the benchmark tool and print its table
+#   make geneval   the GenEval-style search benchmark through the daemon (GENEVAL_ARGS=...)
+#   make yardstick the checker's and the judge's validation on degraded renders, via assayctl score
 #   make install   install daemon, CLI, plugins, D-Bus/systemd files under $(PREFIX)
 
 PREFIX ?= /usr/local
@@ -11,19 +13,30 @@ SWIFT ?= swift
 SWIFTFLAGS ?=
 CONFIG ?= release
 DEB_PACKAGES = gcc make pkg-config libdbus-1-dev libopenblas-dev libpng-dev dbus systemd libglib2.0-bin python3 python3-dbus python3-gi
+# The Python benchmark tools also need these (Debian's /usr/bin/python3, where python3-dbus is).
+TOOL_PACKAGES = python3-numpy python3-matplotlib
+BIN = $$($(SWIFT) build -c $(CONFIG) $(SWIFTFLAGS) --show-bin-path)
 
-.PHONY: all deps plugins build test demo bench install clean
-
-all: build
-
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Installs the Debian packages named in $(1) that are missing.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
+endef
+
+.PHONY: all deps tool-deps plugins build test demo bench geneval yardstick install clean
+
+all: build
+
+deps:
+	$(call apt_install,$(DEB_PACKAGES))
 	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required (https://www.swift.org/install/linux/)"; exit 1; }
+
+tool-deps: deps
+	$(call apt_install,$(TOOL_PACKAGES))
 
 plugins: deps
 	$(MAKE) -s -C Plugins examples fixtures
@@ -35,13 +48,19 @@ test: plugins
 	$(SWIFT) test
 
 demo: build
-	scripts/demo.sh "$$($(SWIFT) build -c $(CONFIG) $(SWIFTFLAGS) --show-bin-path)"
+	scripts/demo.sh "$(BIN)"
 
 bench: build
-	"$$($(SWIFT) build -c $(CONFIG) $(SWIFTFLAGS) --show-bin-path)/assay-bench"
+	"$(BIN)/assay-bench"
+
+geneval: build tool-deps
+	/usr/bin/python3 tools/geneval_bench.py --assayd "$(BIN)/assayd" $(GENEVAL_ARGS)
+
+yardstick: build tool-deps
+	/usr/bin/python3 tools/shapes/yardstick.py --daemon --assayd "$(BIN)/assayd" --assayctl "$(BIN)/assayctl"
 
 install: build
-	bin="$$($(SWIFT) build -c $(CONFIG) $(SWIFTFLAGS) --show-bin-path)"; \
+	bin="$(BIN)"; \
 	install -D -m 755 "$$bin/assayd" "$(DESTDIR)$(PREFIX)/bin/assayd"; \
 	install -D -m 755 "$$bin/assayctl" "$(DESTDIR)$(PREFIX)/bin/assayctl"
 	install -d "$(DESTDIR)$(PREFIX)/lib/assay/plugins" "$(DESTDIR)$(PREFIX)/include/assay/ext"

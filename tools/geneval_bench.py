@@ -6,8 +6,15 @@ ensemble (so every candidate is scored by every verifier) and reads the manifest
 OpenManifest. Candidate i's seed depends only on the job seed and i, so the first k
 candidates of that job are exactly the candidates a best-of-k job with the same seed
 samples: best-of-k for k = 1, 2, 4, 8, 16 is read off one run by selecting, among the
-first k candidates, the one each verifier scores highest. Pass/fail always comes from the
-exact checker's details of the selected candidate. "single" is k = 1.
+first k candidates, the one each verifier scores highest. "single" is k = 1.
+
+A search optimises its verifier and finds that verifier's mistakes, so no row is judged by
+the verifier that selected it: pass/fail per category comes from the independent judge
+(`shapes-judge`, a learned detector; --judge), which never selects. Each row also shows the
+overall pass rate by the checker's verdict (`checker`, the selecting verifier's own claim on
+its rows) beside the judge's (`judge`): verifier hacking is the gap between the two.
+--fresh N samples N new prompts per category from the world's grammar (seeded by
+--fresh-seed), none of them in the repository's prompt list.
 
 NFEs are exact (k x steps x conditions). Wall time per k is the job's measured model +
 verifier time scaled by k/16 (one shared run, reported as such).
@@ -15,9 +22,11 @@ verifier time scaled by k/16 (one shared run, reported as such).
 Prints per-category and overall pass rates (overall = mean of the category accuracies,
 as GenEval does) and writes a PNG plot of pass rate against NFEs.
 
-Usage: tools/geneval_bench.py [--assayd PATH] [--plugins DIR] [--model ID] [--limit N] [--out DIR]
+Usage: tools/geneval_bench.py [--assayd PATH] [--plugins DIR] [--model ID] [--limit N]
+                              [--fresh N --fresh-seed S] [--judge ID] [--out DIR]
 (--model shapes-turbo benchmarks the 4-step student; steps and guidance default to the model's.)
-Needs: python3-dbus, python3-gi; python3-matplotlib for the plot.
+Needs Debian's python3-dbus (the script re-runs itself with /usr/bin/python3 when the python3
+on PATH lacks it), python3-numpy for --fresh, python3-matplotlib for the plot.
 """
 import argparse
 import json
@@ -28,7 +37,12 @@ import sys
 import tempfile
 import time
 
-import dbus
+try:
+    import dbus
+except ImportError:  # a python3 earlier on PATH without python3-dbus: use Debian's
+    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:])
+    raise SystemExit("python3-dbus is missing: apt-get install python3-dbus")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KS = [1, 2, 4, 8, 16]
@@ -53,6 +67,32 @@ def start_daemon(assayd, plugins, state):
     raise SystemExit("assayd did not start")
 
 
+def repo_prompts(path):
+    return {line.rstrip("\n").split("\t")[1] for line in open(path) if line.strip()}
+
+
+def fresh_prompts(per_category, seed, exclude):
+    """per_category new captions of each category from the world's grammar, none in exclude."""
+    sys.path.insert(0, os.path.join(ROOT, "tools", "shapes"))
+    try:
+        import numpy as np
+        import world
+    except ImportError:
+        raise SystemExit("--fresh needs numpy: apt-get install python3-numpy")
+    rng = np.random.default_rng(seed)
+    out, seen = [], set(exclude)
+    for cat in world.CATEGORIES:
+        n = tries = 0
+        while n < per_category and tries < 100000:
+            tries += 1
+            caption = world.spec_to_caption(world.sample_spec(rng, cat))
+            if caption not in seen:
+                seen.add(caption)
+                out.append((cat, caption))
+                n += 1
+    return out
+
+
 def read_fd(obj, member):
     fd = obj.get_dbus_method(member, "io.assay.Job1")().take()
     with os.fdopen(fd, "rb") as f:
@@ -69,6 +109,9 @@ def main():
     ap.add_argument("--steps", type=int, default=0, help="0 = the model's default")
     ap.add_argument("--guidance", type=float, default=0)
     ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--fresh", type=int, default=0, help="N new prompts per category instead of --prompts")
+    ap.add_argument("--fresh-seed", type=int, default=20261202)
+    ap.add_argument("--judge", default="shapes-judge", help="the independent judge (never selects)")
     ap.add_argument("--out", default="geneval-output")
     args = ap.parse_args()
 
@@ -80,6 +123,8 @@ def main():
             continue
         per_cat[cat] = per_cat.get(cat, 0) + 1
         prompts.append((cat, prompt))
+    if args.fresh:
+        prompts = fresh_prompts(args.fresh, args.fresh_seed, {p for _, p in prompts} | repo_prompts(args.prompts))
 
     os.makedirs(args.out, exist_ok=True)
     state = tempfile.mkdtemp(prefix="assay-geneval-")
@@ -91,14 +136,16 @@ def main():
                            and str(p["id"]).startswith(("shapes-", "clipscore")))
         if "shapes-checker" not in verifiers:
             raise SystemExit("shapes-checker is not loaded: build the plugins first (make -C Plugins)")
-        verifiers = ["shapes-checker"] + [v for v in verifiers if v != "shapes-checker"]
-        print(f"{len(prompts)} prompts, verifiers: {', '.join(verifiers)}", file=sys.stderr)
+        if args.judge not in verifiers:
+            raise SystemExit(f"the judge {args.judge} is not loaded: build the plugins first (make -C Plugins)")
+        verifiers = ["shapes-checker"] + [v for v in verifiers if v not in ("shapes-checker", args.judge)]
+        print(f"{len(prompts)} prompts, selecting verifiers: {', '.join(verifiers)}; judge: {args.judge}", file=sys.stderr)
 
         jobs = []
         start = time.time()
         for i, (cat, prompt) in enumerate(prompts):
             options = {"strategy": "best-of-n", "n": dbus.UInt32(16), "seed": dbus.UInt64(args.seed + i),
-                       "model": args.model, "verifiers": dbus.Array(verifiers, signature="s")}
+                       "model": args.model, "verifiers": dbus.Array(verifiers + [args.judge], signature="s")}
             if args.steps:
                 options["steps"] = dbus.UInt32(args.steps)
             if args.guidance:
@@ -121,11 +168,12 @@ def main():
         bus.terminate()
         shutil.rmtree(state, ignore_errors=True)
 
-    def passed(candidate):
-        return json.loads(candidate["details"]["shapes-checker"])["pass"]
+    def passed(candidate, by):
+        return json.loads(candidate["details"][by])["pass"]
 
     selectors = verifiers + (["ensemble"] if len(verifiers) > 1 else [])
-    results = {}  # (selector, k) -> {category: [pass...]}
+    results = {}  # (selector, k) -> {category: [judge's pass...]}
+    claims = {}  # (selector, k) -> {category: [checker's pass...]}
     nfe_per_candidate = {}
     time_per_candidate = []
     for cat, prompt, m in records:
@@ -147,10 +195,12 @@ def main():
                     best = min(range(k), key=lambda i: (sum(r[i] for r in ranks), i))
                 else:
                     best = max(range(k), key=lambda i: (first[i]["scores"][sel], -i))
-                results.setdefault((sel, k), {}).setdefault(cat, []).append(passed(first[best]))
-        # The oracle: does any of the first k pass? (the ceiling a perfect verifier reaches)
+                results.setdefault((sel, k), {}).setdefault(cat, []).append(passed(first[best], args.judge))
+                claims.setdefault((sel, k), {}).setdefault(cat, []).append(passed(first[best], "shapes-checker"))
+        # The oracle: does any of the first k pass the judge? (the ceiling a perfect verifier reaches)
         for k in KS:
-            results.setdefault(("oracle", k), {}).setdefault(cat, []).append(any(passed(c) for c in cands[:k]))
+            results.setdefault(("oracle", k), {}).setdefault(cat, []).append(any(passed(c, args.judge) for c in cands[:k]))
+            claims.setdefault(("oracle", k), {}).setdefault(cat, []).append(any(passed(c, "shapes-checker") for c in cands[:k]))
     selectors.append("oracle")
 
     def overall(table):
@@ -158,7 +208,8 @@ def main():
         return sum(accs) / len(accs)
 
     lines = []
-    header = f"{'selector':<16}{'k':>3}{'NFE':>7}{'ms':>8}  " + "".join(f"{c[:10]:>11}" for c in CATEGORIES) + f"{'overall':>9}"
+    header = (f"{'selector':<16}{'k':>3}{'NFE':>7}{'ms':>8}  " + "".join(f"{c[:10]:>11}" for c in CATEGORIES)
+              + f"{'judge':>8}{'checker':>9}{'gap':>7}")
     lines.append(header)
     lines.append("-" * len(header))
     for sel in selectors:
@@ -167,15 +218,20 @@ def main():
             name = "single" if k == 1 and sel == "shapes-checker" else sel
             ms = k * sum(time_per_candidate) / len(time_per_candidate)
             cells = "".join(f"{sum(table[c]) / len(table[c]):>11.3f}" if c in table else f"{'-':>11}" for c in CATEGORIES)
-            lines.append(f"{name:<16}{k:>3}{k * nfe_per_candidate:>7}{ms:>8.0f}  {cells}{overall(table):>9.3f}")
-    summary = "\n".join(lines)
+            judged, claimed = overall(table), overall(claims[(sel, k)])
+            lines.append(f"{name:<16}{k:>3}{k * nfe_per_candidate:>7}{ms:>8.0f}  {cells}{judged:>8.3f}{claimed:>9.3f}"
+                         f"{claimed - judged:>+7.3f}")
+    summary = "\n".join(lines + ["", f"categories and 'judge': pass rate under {args.judge} (independent, never selects); "
+                                      "'checker': under shapes-checker (the selecting verifier's own claim on its rows); "
+                                      "gap = checker - judge"])
     print(summary)
     print(f"\n{len(records)} prompts, {wall:.0f} s wall for all jobs; NFE and ms are per prompt "
           f"(ms: model + verifier time, scaled from one n=16 run)")
     with open(os.path.join(args.out, "geneval.txt"), "w") as f:
         f.write(summary + "\n")
     with open(os.path.join(args.out, "geneval.json"), "w") as f:
-        json.dump({f"{s}@{k}": {c: sum(v) / len(v) for c, v in t.items()} | {"overall": overall(t)}
+        json.dump({f"{s}@{k}": {c: sum(v) / len(v) for c, v in t.items()}
+                   | {"overall": overall(t), "checker_overall": overall(claims[(s, k)])}
                    for (s, k), t in results.items()}, f, indent=1)
 
     try:
@@ -192,7 +248,7 @@ def main():
         ax.plot(xs, ys, marker="o", linestyle="--" if sel == "oracle" else "-", label=sel)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("NFEs per prompt (best-of-k, k = 1..16)")
-    ax.set_ylabel("GenEval-style overall pass rate")
+    ax.set_ylabel(f"overall pass rate (judged by {args.judge})")
     ax.set_title(f"Assay best-of-N on the {args.model} model ({len(records)} prompts)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -17,6 +17,8 @@ Python 3 + numpy only. Deterministic for a given seed.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import world
@@ -173,14 +175,120 @@ def format_table(by_blur, title="judge"):
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- through the daemon
+def write_png(path, img: np.ndarray):
+    """A plain RGB8 PNG (zlib, no filter), so the tool needs nothing beyond numpy."""
+    import struct
+    import zlib
+    h, w, _ = img.shape
+    raw = b"".join(b"\x00" + img[y].astype(np.uint8).tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+class Daemon:
+    """assayd on a private dbus-daemon, driven with assayctl (the client a user types)."""
+
+    def __init__(self, assayd, assayctl, plugins):
+        import subprocess
+        import tempfile
+        import time
+        self.tmp = tempfile.mkdtemp(prefix="assay-yardstick-")
+        self.address = f"unix:path={self.tmp}/bus"
+        self.assayctl = assayctl
+        self.bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--nopidfile", f"--address={self.address}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if os.path.exists(f"{self.tmp}/bus"):
+                break
+            time.sleep(0.01)
+        self.daemon = subprocess.Popen([assayd, "--address", self.address, "--plugin-dir", plugins,
+                                        "--state-dir", f"{self.tmp}/state", "--log-level", "warning"])
+        for _ in range(300):
+            if subprocess.run([assayctl, "--address", self.address, "plugins"], capture_output=True).returncode == 0:
+                return
+            time.sleep(0.05)
+        self.close()
+        raise SystemExit("assayd did not start")
+
+    def score(self, caption, paths, verifiers):
+        """-> per path {verifier: pass} via `assayctl score --json`."""
+        import json
+        import subprocess
+        cmd = [self.assayctl, "--address", self.address, "score", "--prompt", caption, "--json"]
+        for v in verifiers:
+            cmd += ["--verifier", v]
+        r = subprocess.run(cmd + list(paths), capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"assayctl score failed: {r.stderr.strip()}")
+        return [{v: bool(o["pass"][v]) for v in verifiers} for o in json.loads(r.stdout)]
+
+    def close(self):
+        import shutil
+        self.daemon.terminate()
+        self.daemon.wait()
+        self.bus.terminate()
+        self.bus.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def daemon_verdicts(daemon, cases, verifiers):
+    """Every case scored through the daemon, 16 images a call, grouped by caption."""
+    by_caption = {}
+    for i, c in enumerate(cases):
+        by_caption.setdefault(c["caption"], []).append(i)
+    out = [None] * len(cases)
+    for caption, idx in by_caption.items():
+        for at in range(0, len(idx), 16):
+            chunk = idx[at:at + 16]
+            paths = []
+            for i in chunk:
+                paths.append(os.path.join(daemon.tmp, f"case{i}.png"))
+                write_png(paths[-1], cases[i]["image"])
+            for i, verdict in zip(chunk, daemon.score(caption, paths, verifiers)):
+                out[i] = verdict
+            for p in paths:
+                os.unlink(p)
+    return out
+
+
 if __name__ == "__main__":
     import argparse
-    ap = argparse.ArgumentParser(description="Validate world.check (the Python checker) on degraded renders.")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap = argparse.ArgumentParser(description="The yardstick: recall on degraded correct renders and false "
+                                             "passes on degraded wrong ones, per category and blur. Without "
+                                             "--daemon it measures world.check (the Python checker); with it, "
+                                             "every --verifier through a private assayd and `assayctl score`.")
     ap.add_argument("--per-category", type=int, default=100)
     ap.add_argument("--seed", type=int, default=20261202)
+    ap.add_argument("--daemon", action="store_true")
+    ap.add_argument("--verifier", action="append", help="(with --daemon) default: shapes-checker and shapes-judge")
+    ap.add_argument("--assayd", default=os.path.join(root, ".build/release/assayd"))
+    ap.add_argument("--assayctl", default=os.path.join(root, ".build/release/assayctl"))
+    ap.add_argument("--plugins", default=os.path.join(root, "build/plugins"))
     args = ap.parse_args()
-    by_blur = {}
-    for blur in BLURS:
-        cases = validation_set(blur, args.per_category, args.seed)
-        by_blur[blur] = table([(c, world.check(c["image"], c["caption"])[0]) for c in cases])
-    print(format_table(by_blur, "world.check"))
+    if not args.daemon:
+        by_blur = {}
+        for blur in BLURS:
+            cases = validation_set(blur, args.per_category, args.seed)
+            by_blur[blur] = table([(c, world.check(c["image"], c["caption"])[0]) for c in cases])
+        print(format_table(by_blur, "world.check"))
+    else:
+        verifiers = args.verifier or ["shapes-checker", "shapes-judge"]
+        d = Daemon(args.assayd, args.assayctl, args.plugins)
+        try:
+            by_blur = {v: {} for v in verifiers}
+            for blur in BLURS:
+                cases = validation_set(blur, args.per_category, args.seed)
+                verdicts = daemon_verdicts(d, cases, verifiers)
+                for v in verifiers:
+                    by_blur[v][blur] = table([(c, verdict[v]) for c, verdict in zip(cases, verdicts)])
+        finally:
+            d.close()
+        for v in verifiers:
+            print(format_table(by_blur[v], v))
+            print()
