@@ -11,14 +11,14 @@
 #                                       "N passed, M failed") and checks that the plugin
 #                                       exports only assay_entry
 # Sources: Plugins/shapes/shapes-judge.c + Plugins/shapes/judge/judge.c, the caption grammar
-# (Plugins/shapes/world/parse.c only: none of the checker's detection) and the engine's
+# (Plugins/shapes/world/parse.c and relations.c only: the rules, none of the checker's detection) and the engine's
 # safetensors/JSON readers, compiled in. Weights, vectors and cases: tools/judge/ (README.md).
 
 # This fragment is read before Plugins/Makefile names its default goal: keep it `all`.
 .DEFAULT_GOAL := all
 
 SJ_DIR := $(HERE)/shapes
-SJ_SRCS := $(SJ_DIR)/judge/judge.c $(SJ_DIR)/world/parse.c $(SJ_DIR)/engine/safetensors.c \
+SJ_SRCS := $(SJ_DIR)/judge/judge.c $(SJ_DIR)/world/parse.c $(SJ_DIR)/world/relations.c $(SJ_DIR)/engine/safetensors.c \
            $(SJ_DIR)/engine/json.c
 SJ_HDRS := $(SJ_DIR)/judge/judge.h $(SJ_DIR)/world/world.h $(SJ_DIR)/engine/safetensors.h \
            $(SJ_DIR)/engine/json.h

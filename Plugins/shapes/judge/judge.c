@@ -321,33 +321,6 @@ int jg_decode(const float *out, double threshold, jg_det_t *dets) {
    return n;
 }
 
-static double jg_sign(double v) {
-   return v > 0 ? 1.0 : v < 0 ? -1.0 : 0.0;
-}
-
-unsigned jg_relations(const double a[4], const double b[4]) {
-   const double offx = (a[0] + a[2]) / 2 - (b[0] + b[2]) / 2;
-   const double offy = (a[1] + a[3]) / 2 - (b[1] + b[3]) / 2;
-   double rx = fabs(offx) - 0.1 * ((a[2] - a[0]) + (b[2] - b[0]));
-   double ry = fabs(offy) - 0.1 * ((a[3] - a[1]) + (b[3] - b[1]));
-   rx = (rx > 0 ? rx : 0) * jg_sign(offx);
-   ry = (ry > 0 ? ry : 0) * jg_sign(offy);
-   if (fabs(rx) < 1e-3 && fabs(ry) < 1e-3)
-      return 0;
-   const double norm = sqrt(offx * offx + offy * offy);
-   const double dx = rx / norm, dy = ry / norm;
-   unsigned rel = 0;
-   if (dx < -0.5)
-      rel |= 1u << SW_LEFT_OF;
-   if (dx > 0.5)
-      rel |= 1u << SW_RIGHT_OF;
-   if (dy < -0.5)
-      rel |= 1u << SW_ABOVE;
-   if (dy > 0.5)
-      rel |= 1u << SW_BELOW;
-   return rel;
-}
-
 static int jg_matches(const jg_det_t *d, const sw_group_t *g) {
    return d->shape == g->shape && (g->colour < 0 || d->colour == g->colour);
 }
@@ -378,7 +351,7 @@ void jg_rules(const jg_det_t *dets, int ndets, const sw_spec_t *spec, jg_result_
             continue;
          for (int j = 0; j < ndets && !ok; j++)
             if (jg_matches(&dets[j], &spec->groups[1]) &&
-                (jg_relations(dets[i].box, dets[j].box) >> spec->relation & 1u))
+                (sw_relations(dets[i].box, dets[j].box) >> spec->relation & 1u))
                ok = 1;
       }
       if (!ok)

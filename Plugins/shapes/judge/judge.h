@@ -5,7 +5,7 @@
  * tools/judge/train.py); nothing of the checker's pixel classification, components or
  * template fits is used, so the judge's mistakes are not the checker's. Only the benchmark's
  * rules are shared: the caption grammar (world/parse.c, sw_parse) and GenEval's counting and
- * position rule (re-stated here in jg_relations, world.py `relative_position`).
+ * position rule (world/relations.c `sw_relations`, world.py `relative_position`).
  *
  * Decoding (exactly judge.py's):
  *   - an image that is not 32x32 is resampled to 32x32 by nearest neighbour (source pixel
@@ -62,7 +62,6 @@ typedef struct jg_det {
 int jg_decode(const float *out, double threshold, jg_det_t *dets);
 
 /* world.py relative_position: bit SW_LEFT_OF.. set for each relation of a relative to b. */
-unsigned jg_relations(const double a[4], const double b[4]);
 
 typedef struct jg_result {
    int pass;

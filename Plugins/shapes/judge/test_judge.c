@@ -7,7 +7,7 @@
  * 2. Verdicts: on the committed degraded renders (tools/judge/export_cases.py: yardstick blur
  *    0.9, noise 8) the C verdicts and scores equal the numpy twin's (tools/judge/judge.py), and
  *    recall on correct scenes / false passes on wrong ones stay within the measured floors.
- * 3. Rules: jg_relations against hand-made boxes (world.py relative_position), counting.
+ * 3. Rules: sw_relations against hand-made boxes (world.py relative_position), counting.
  * 4. Corrupt weights: missing, empty, truncated, bad header, wrong dtype / shape, missing
  *    tensor, wrong format, bad threshold, a NaN are refused with a reason.
  * 5. The plugin through the ABI (dlopen): descriptor, weights beside the library, option
@@ -224,14 +224,14 @@ static void test_cases(const jg_model *m) {
 static void test_rules(void) {
    const double a[4] = {2, 10, 10, 18}, b[4] = {20, 10, 28, 18}, c[4] = {20, 11, 28, 19};
    const double top[4] = {12, 0, 20, 8}, bottom[4] = {12, 20, 20, 28};
-   expect(jg_relations(a, b) == 1u << SW_LEFT_OF, "a left of b");
-   expect(jg_relations(b, a) == 1u << SW_RIGHT_OF, "b right of a");
-   expect(jg_relations(top, bottom) == 1u << SW_ABOVE, "top above bottom");
-   expect(jg_relations(bottom, top) == 1u << SW_BELOW, "bottom below top");
-   expect(jg_relations(a, a) == 0, "no relation to itself");
-   expect(jg_relations(a, c) == 1u << SW_LEFT_OF, "small vertical offset is absorbed");
+   expect(sw_relations(a, b) == 1u << SW_LEFT_OF, "a left of b");
+   expect(sw_relations(b, a) == 1u << SW_RIGHT_OF, "b right of a");
+   expect(sw_relations(top, bottom) == 1u << SW_ABOVE, "top above bottom");
+   expect(sw_relations(bottom, top) == 1u << SW_BELOW, "bottom below top");
+   expect(sw_relations(a, a) == 0, "no relation to itself");
+   expect(sw_relations(a, c) == 1u << SW_LEFT_OF, "small vertical offset is absorbed");
    const double d1[4] = {0, 0, 10, 10}, d2[4] = {11, 11, 21, 21};
-   expect(jg_relations(d1, d2) == (1u << SW_LEFT_OF | 1u << SW_ABOVE), "a diagonal pair: left of and above");
+   expect(sw_relations(d1, d2) == (1u << SW_LEFT_OF | 1u << SW_ABOVE), "a diagonal pair: left of and above");
 
    jg_det_t dets[3] = {{SW_CIRCLE, SW_RED, {2, 10, 10, 18}, 0.9},
                        {SW_SQUARE, SW_BLUE, {20, 10, 28, 18}, 0.9},
