@@ -682,13 +682,13 @@ static void text_forward(const shapes_engine_t *e, workspace_t *w, int n, const 
    for (int i = 0; i < layers; i++) {
       const textblock_t *tb = &e->text[i];
       op_layernorm(rows, D, LN_EPS, h, D, tb->norm1.g, tb->norm1.b, w->xln, D);
-      op_linear(rows, 3 * D, D, w->xln, D, tb->qkv.w, tb->qkv.b, 0.0f, w->qkv, 3 * D);
+      op_linear(n, L, 3 * D, D, w->xln, D, tb->qkv.w, tb->qkv.b, 0.0f, w->qkv, 3 * D);
       op_attention(n, L, D, c->heads, w->qkv, w->o, w->S);
-      op_linear(rows, D, D, w->o, D, tb->proj.w, tb->proj.b, 1.0f, h, D);
+      op_linear(n, L, D, D, w->o, D, tb->proj.w, tb->proj.b, 1.0f, h, D);
       op_layernorm(rows, D, LN_EPS, h, D, tb->norm2.g, tb->norm2.b, w->xln, D);
-      op_linear(rows, hid, D, w->xln, D, tb->fc1.w, tb->fc1.b, 0.0f, w->mlp, hid);
+      op_linear(n, L, hid, D, w->xln, D, tb->fc1.w, tb->fc1.b, 0.0f, w->mlp, hid);
       op_gelu_tanh(w->mlp, (size_t)rows * hid);
-      op_linear(rows, D, hid, w->mlp, hid, tb->fc2.w, tb->fc2.b, 1.0f, h, D);
+      op_linear(n, L, D, hid, w->mlp, hid, tb->fc2.w, tb->fc2.b, 1.0f, h, D);
    }
    if (raw != NULL) {
       memcpy(raw, h, (size_t)rows * D * sizeof *raw);
@@ -771,14 +771,14 @@ int shapes_encode(const shapes_engine_t *e, const char *caption, float *cond, ch
 /* ---- image path ------------------------------------------------------------------------ */
 
 /* Same-size 3x3 convolution: Winograd F(2x2,3x3) where the weights were transformed (and
- * there are at least WINO_MIN_TILES 2x2 tiles; measured here it pays from batch 1 on), else
- * im2col. */
+ * a sample has at least WINO_MIN_TILES 2x2 tiles; measured here it pays from batch 1 on),
+ * else im2col. The choice depends on the layer only, never on n (batch invariance). */
 #ifndef WINO_MIN_TILES
 #define WINO_MIN_TILES 1
 #endif
 static void conv_same(workspace_t *w, int n, int H, int cin, const float *in, int ldin, int cout, const lin_t *cv,
                       float beta, float *out, int ldout) {
-   if (cv->u != NULL && H % 2 == 0 && n * (H / 2) * (H / 2) >= WINO_MIN_TILES)
+   if (cv->u != NULL && H % 2 == 0 && (H / 2) * (H / 2) >= WINO_MIN_TILES)
       op_conv3x3_winograd(n, H, H, cin, in, ldin, cout, cv->u, cv->b, beta, out, ldout, w->col);
    else
       op_conv3x3(n, H, H, cin, in, ldin, cout, 1, cv->w, cv->b, beta, out, ldout, w->col);
@@ -789,12 +789,12 @@ static void conv_same(workspace_t *w, int n, int H, int cin, const float *in, in
 static void resblock(const shapes_engine_t *e, workspace_t *w, int n, const resblock_t *r, int H,
                      const float *x, int ldx, float *out, int ldout, const float *cs, int ldcs) {
    const int HW = H * H, G = e->cfg.groups, P = n * HW, ci = r->cin, co = r->cout;
-   op_linear(n, 2 * co, e->cfg.cond_dim, cs, ldcs, r->film.w, r->film.b, 0.0f, w->film, 2 * co);
+   op_linear(n, 1, 2 * co, e->cfg.cond_dim, cs, ldcs, r->film.w, r->film.b, 0.0f, w->film, 2 * co);
    op_groupnorm(n, HW, ci, G, GN_EPS, x, ldx, r->norm1.g, r->norm1.b, NULL, 0, 1, w->tA, ci, w->stats);
    conv_same(w, n, H, ci, w->tA, ci, co, &r->conv1, 0.0f, w->tB, co);
    op_groupnorm(n, HW, co, G, GN_EPS, w->tB, co, r->norm2.g, r->norm2.b, w->film, 2 * co, 1, w->tA, co, w->stats);
    if (r->has_skip) {
-      op_linear(P, co, ci, x, ldx, r->skip.w, r->skip.b, 0.0f, out, ldout);
+      op_linear(n, HW, co, ci, x, ldx, r->skip.w, r->skip.b, 0.0f, out, ldout);
    } else if (out != x || ldout != ldx) {
       for (int p = 0; p < P; p++)
          memmove(out + (size_t)p * ldout, x + (size_t)p * ldx, (size_t)co * sizeof *out);
@@ -817,10 +817,10 @@ static void prologue_impl(const shapes_engine_t *e, workspace_t *w, int n, const
          w->temb[(size_t)b * F + half + k] = (float)sin((double)a);
       }
    }
-   op_linear(n, C, F, w->temb, F, e->t_mlp0.w, e->t_mlp0.b, 0.0f, w->c1, C);
+   op_linear(n, 1, C, F, w->temb, F, e->t_mlp0.w, e->t_mlp0.b, 0.0f, w->c1, C);
    op_silu(w->c1, (size_t)n * C);
-   op_linear(n, C, C, w->c1, C, e->t_mlp2.w, e->t_mlp2.b, 0.0f, context, ldc);
-   op_linear(n, C, D, cond + (size_t)L * D, c->condition_size, e->text_pool.w, e->text_pool.b, 1.0f, context, ldc);
+   op_linear(n, 1, C, C, w->c1, C, e->t_mlp2.w, e->t_mlp2.b, 0.0f, context, ldc);
+   op_linear(n, 1, C, D, cond + (size_t)L * D, c->condition_size, e->text_pool.w, e->text_pool.b, 1.0f, context, ldc);
    for (int b = 0; b < n; b++)
       op_silu(context + (size_t)b * ldc, (size_t)C);
    /* pixel_unshuffle into pixel-major z[(b*H1 + y)*H1 + x][ch*P*P + i*P + j] = x[b][ch][P*y + i][P*x + j]. */
@@ -851,7 +851,7 @@ static void prologue_impl(const shapes_engine_t *e, workspace_t *w, int n, const
          memcpy(ctx + (size_t)p * c1, s2 + ((size_t)b * S2 + p) * 2 * c1, (size_t)c1 * sizeof(float));
    }
    /* Image tokens = the enc1 pixels (row-major y*W + x) -> img_in -> + img_pos; sequence = [txt; tokens]. */
-   op_linear(n * S2, D, c1, s2, 2 * c1, e->img_in.w, e->img_in.b, 0.0f, w->tmp, D);
+   op_linear(n, S2, D, c1, s2, 2 * c1, e->img_in.w, e->img_in.b, 0.0f, w->tmp, D);
    for (int b = 0; b < n; b++) {
       float *seq = hidden + (size_t)b * c->hidden_size;
       memcpy(seq, cond + (size_t)b * c->condition_size, (size_t)L * D * sizeof(float));
@@ -869,7 +869,7 @@ static void block_impl(const shapes_engine_t *e, workspace_t *w, int index, int 
    const shapes_config_t *c = &e->cfg;
    const midblock_t *m = &e->mid[index];
    const int D = c->width, N = c->n_seq, hid = D * c->mlp_ratio, rows = n * N;
-   op_linear(n, 6 * D, c->cond_dim, context, c->context_size, m->ada.w, m->ada.b, 0.0f, w->ada, 6 * D);
+   op_linear(n, 1, 6 * D, c->cond_dim, context, c->context_size, m->ada.w, m->ada.b, 0.0f, w->ada, 6 * D);
    for (int half = 0; half < 2; half++) {
       op_layernorm(rows, D, LN_EPS, hidden, D, NULL, NULL, w->xln, D);
       for (int b = 0; b < n; b++) {
@@ -881,13 +881,13 @@ static void block_impl(const shapes_engine_t *e, workspace_t *w, int index, int 
          }
       }
       if (half == 0) {
-         op_linear(rows, 3 * D, D, w->xln, D, m->qkv.w, m->qkv.b, 0.0f, w->qkv, 3 * D);
+         op_linear(n, N, 3 * D, D, w->xln, D, m->qkv.w, m->qkv.b, 0.0f, w->qkv, 3 * D);
          op_attention(n, N, D, c->heads, w->qkv, w->o, w->S);
-         op_linear(rows, D, D, w->o, D, m->proj.w, m->proj.b, 0.0f, w->tmp, D);
+         op_linear(n, N, D, D, w->o, D, m->proj.w, m->proj.b, 0.0f, w->tmp, D);
       } else {
-         op_linear(rows, hid, D, w->xln, D, m->fc1.w, m->fc1.b, 0.0f, w->mlp, hid);
+         op_linear(n, N, hid, D, w->xln, D, m->fc1.w, m->fc1.b, 0.0f, w->mlp, hid);
          op_gelu_tanh(w->mlp, (size_t)rows * hid);
-         op_linear(rows, D, hid, w->mlp, hid, m->fc2.w, m->fc2.b, 0.0f, w->tmp, D);
+         op_linear(n, N, D, hid, w->mlp, hid, m->fc2.w, m->fc2.b, 0.0f, w->tmp, D);
       }
       for (int b = 0; b < n; b++) {
          const float *gate = w->ada + (size_t)b * 6 * D + (size_t)half * 3 * D + 2 * D;
@@ -918,7 +918,7 @@ static void epilogue_impl(const shapes_engine_t *e, workspace_t *w, int n, const
    for (int b = 0; b < n; b++)
       op_layernorm(S2, D, LN_EPS, hidden + (size_t)b * c->hidden_size + (size_t)L * D, D, NULL, NULL,
                    w->xln + (size_t)b * S2 * D, D);
-   op_linear(n * S2, c1, D, w->xln, D, e->img_out.w, e->img_out.b, 0.0f, w->tok, c1);
+   op_linear(n, S2, c1, D, w->xln, D, e->img_out.w, e->img_out.b, 0.0f, w->tok, c1);
    /* h = enc1 output + img_out(...): first column block of the dec1 concat. */
    for (int p = 0; p < n * S2; p++) {
       float *h = w->cat2 + (size_t)p * 2 * c1;

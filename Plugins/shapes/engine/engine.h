@@ -1,7 +1,8 @@
 /* engine.h: C inference engine for the "shapes" rectified-flow model (tools/shapes/model.py
  * is the reference; its docstring specifies every op).
  *
- * All math in float32; every matmul and convolution (im2col) goes through cblas_sgemm.
+ * All math in float32; every matmul and convolution goes through OpenBLAS (cblas_sgemm,
+ * cblas_sgemv for one row), one sample at a time (see "Batch invariance" below).
  * A loaded engine is immutable: every function below may be called from many threads at
  * once on the same engine. Scratch memory comes from a small pool inside the engine (a
  * mutex guards only taking and returning a workspace), so there is no shared mutable state
@@ -81,7 +82,15 @@ int shapes_text_hidden(const shapes_engine_t *e, uint32_t n, const int32_t *ids,
 int shapes_encode(const shapes_engine_t *e, const char *caption, float *cond, char *err,
                   size_t errlen);
 
-/* Velocity of n samples: x[n*latent_size], t[n], cond[n*condition_size] -> v. */
+/* Velocity of n samples: x[n*latent_size], t[n], cond[n*condition_size] -> v.
+ *
+ * Batch invariance (velocity, prologue, block, epilogue, encode_text): the result for sample
+ * i is a function of its own inputs only, bit for bit: the same whatever n is, wherever the
+ * sample sits in the batch and whatever the other samples are (a batch of 16 and the sample
+ * alone give identical bits). Every product is issued per sample with a shape fixed by the
+ * layer, so OpenBLAS takes the same kernels and blocking for it in every batch. The bits are
+ * deterministic run to run; they may differ between CPUs, OpenBLAS builds and OpenBLAS
+ * thread counts (shapes_engine_set_threads), each fixed for a process. */
 int shapes_velocity(const shapes_engine_t *e, uint32_t n, const float *x, const float *t,
                     const float *cond, float *v, char *err, size_t errlen);
 

@@ -63,19 +63,38 @@ void op_gelu_tanh(float *x, size_t count) {
    }
 }
 
-void op_linear(int M, int N, int K, const float *x, int ldx, const float *W, const float *b,
-               float beta, float *y, int ldy) {
-   if (M <= 0)
-      return;
-   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, ldx, W, K, beta, y, ldy);
-   if (b != NULL)
-      for (int i = 0; i < M; i++) {
-         float *row = y + (size_t)i * ldy;
-         for (int j = 0; j < N; j++)
-            row[j] += b[j];
-      }
+/* Batch invariance (see ops.h): every product below is issued per sample with a shape that
+ * depends only on the layer (never on n), so OpenBLAS picks the same kernels, blocking and
+ * thread split for a sample whatever batch it is in. One call with M = n * rows would let
+ * OpenBLAS choose by M (small-matrix and direct paths, GEMV forwarding for M = 1, edge
+ * kernels for the remainder rows of a tile, thread splits), and the rounding of a sample
+ * would depend on the batch. */
+static void op_gemm_rows(int M, int N, int K, const float *x, int ldx, const float *W, float beta, float *y,
+                         int ldy) {
+   if (M == 1) { /* y = W x: no packing of W for a single row */
+      if (beta == 0.0f) /* y may hold garbage (NaN): some OpenBLAS versions scale it by 0 */
+         memset(y, 0, (size_t)N * sizeof *y);
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, W, K, x, 1, beta, y, 1);
+   } else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, ldx, W, K, beta, y, ldy);
 }
 
+void op_linear(int n, int rows, int N, int K, const float *x, int ldx, const float *W, const float *b,
+               float beta, float *y, int ldy) {
+   if (n <= 0 || rows <= 0)
+      return;
+   for (int s = 0; s < n; s++) {
+      const float *xs = x + (size_t)s * rows * ldx;
+      float *ys = y + (size_t)s * rows * ldy;
+      op_gemm_rows(rows, N, K, xs, ldx, W, beta, ys, ldy);
+      if (b != NULL)
+         for (int i = 0; i < rows; i++) {
+            float *row = ys + (size_t)i * ldy;
+            for (int j = 0; j < N; j++)
+               row[j] += b[j];
+         }
+   }
+}
 
 /* Pixels of one im2col chunk: about OP_COL_CHUNK_FLOATS floats of patches, so that the
  * patch matrix is still in L2 when OpenBLAS packs it, while each sgemm call has enough rows
@@ -95,13 +114,36 @@ size_t op_conv3x3_col_floats(int cin) {
    return (size_t)op_chunk_pixels(cin) * 9 * (size_t)cin;
 }
 
+/* Splits the rows of n samples of `per` rows each into chunks of at most about `cap` rows:
+ * whole samples while they fit (the elementwise im2col / transforms run over a chunk, the
+ * products per sample), else each sample on its own in pieces of `cap` rows, so that every
+ * product's M and row offset within its sample depend only on `per` and `cap`. */
+typedef struct op_chunk { int r0, nr, m; } op_chunk_t; /* first row, rows, rows per product */
+
+static int op_next_chunk(int n, int per, int cap, int r0, op_chunk_t *ch) {
+   const int total = n * per;
+   if (r0 >= total)
+      return 0;
+   ch->r0 = r0;
+   if (per <= cap) {
+      const int samples = cap / per, left = (total - r0) / per;
+      ch->nr = (samples < left ? samples : left) * per;
+      ch->m = per;
+   } else {
+      const int in_sample = per - r0 % per;
+      ch->nr = in_sample < cap ? in_sample : cap;
+      ch->m = ch->nr;
+   }
+   return 1;
+}
+
 void op_conv3x3(int n, int H, int W, int cin, const float *in, int ldin, int cout, int stride,
                 const float *weight, const float *bias, float beta, float *out, int ldout, float *col) {
    const int Ho = H / stride, Wo = W / stride, K = 9 * cin;
-   const int P = n * Ho * Wo, chunk = op_chunk_pixels(cin);
    const size_t row_bytes = (size_t)cin * sizeof(float);
-   for (int p0 = 0; p0 < P; p0 += chunk) {
-      const int np = P - p0 < chunk ? P - p0 : chunk;
+   op_chunk_t ch;
+   for (int p0 = 0; op_next_chunk(n, Ho * Wo, op_chunk_pixels(cin), p0, &ch); p0 += ch.nr) {
+      const int np = ch.nr;
       /* im2col, one row per output pixel: K = (ky, kx, ci), matching the permuted weights. */
       for (int p = p0; p < p0 + np; p++) {
          const int b = p / (Ho * Wo), yo = (p / Wo) % Ho, xo = p % Wo;
@@ -129,7 +171,9 @@ void op_conv3x3(int n, int H, int W, int cin, const float *in, int ldin, int cou
          }
       }
       float *o = out + (size_t)p0 * ldout;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, np, cout, K, 1.0f, col, K, weight, K, beta, o, ldout);
+      for (int q = 0; q < np; q += ch.m)
+         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ch.m, cout, K, 1.0f, col + (size_t)q * K, K, weight, K,
+                     beta, o + (size_t)q * ldout, ldout);
       if (bias != NULL)
          for (int p = 0; p < np; p++) {
             float *row = o + (size_t)p * ldout;
@@ -262,7 +306,7 @@ static void op_wino_output(int H, int W, int cout, const float *Mb, int t0, int 
 
 void op_conv3x3_winograd(int n, int H, int W, int cin, const float *in, int ldin, int cout, const float *u,
                          const float *bias, float beta, float *out, int ldout, float *scratch) {
-   const int T = n * (H / 2) * (W / 2), chunk = op_wino_tiles(cin, cout);
+   const int chunk = op_wino_tiles(cin, cout);
    const size_t plane = (size_t)cout * cin;
    float *V = scratch, *Mb = scratch + (size_t)16 * chunk * cin, *tmp = Mb + (size_t)16 * chunk * cout;
    /* A row of zeros for the padding, as long as the widest input row read. */
@@ -275,12 +319,15 @@ void op_conv3x3_winograd(int n, int H, int W, int cin, const float *in, int ldin
    } else {
       memset(zeros, 0, sizeof zeros);
    }
-   for (int t0 = 0; t0 < T; t0 += chunk) {
-      const int nt = T - t0 < chunk ? T - t0 : chunk;
+   op_chunk_t ch;
+   for (int t0 = 0; op_next_chunk(n, (H / 2) * (W / 2), chunk, t0, &ch); t0 += ch.nr) {
+      const int nt = ch.nr;
       op_wino_input(H, W, cin, in, ldin, t0, nt, V, zero_row, tmp);
       for (int k = 0; k < 16; k++)
-         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, cout, cin, 1.0f, V + (size_t)k * nt * cin, cin,
-                     u + (size_t)k * plane, cin, 0.0f, Mb + (size_t)k * nt * cout, cout);
+         for (int q = 0; q < nt; q += ch.m) /* per sample (or piece of one): M independent of n */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ch.m, cout, cin, 1.0f,
+                        V + (size_t)k * nt * cin + (size_t)q * cin, cin, u + (size_t)k * plane, cin, 0.0f,
+                        Mb + (size_t)k * nt * cout + (size_t)q * cout, cout);
       op_wino_output(H, W, cout, Mb, t0, nt, bias, beta, out, ldout, tmp);
    }
    free(zbig);

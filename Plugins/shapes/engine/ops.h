@@ -3,15 +3,25 @@
  * (b, y, x) is row (b*H + y)*W + x) with C channels per row, rows `ld` floats apart (ld >= C:
  * a channel concat is two column blocks of one buffer). A convolution is an im2col of
  * per-pixel patches (K = 9*cin, ordered (ky, kx, ci)) times the weights [cout][K]: sgemm with
- * many rows and the weights transposed, the shape OpenBLAS runs fastest. Pure functions of
- * their arguments: thread-safe. */
+ * the pixels of a sample as rows and the weights transposed. Pure functions of their
+ * arguments: thread-safe. */
 #pragma once
 
 #include <stddef.h>
 
-/* y[M][N] (row stride ldy) = beta * y + x[M][K] (row stride ldx) * W^T + b, W [N][K]
- * (torch Linear layout), b may be NULL. Also the 1x1 convolution in pixel-major layout. */
-void op_linear(int M, int N, int K, const float *x, int ldx, const float *W, const float *b,
+/* Batch invariance: every function below computes each sample of a batch with exactly the
+ * same operations in the same order whatever n is, wherever the sample is in the batch and
+ * whatever the other samples are, so its result is bit-identical to the sample computed
+ * alone. Products go to OpenBLAS one sample (or a fixed-size piece of one) at a time, with
+ * a shape that depends only on the layer; only the elementwise work (im2col, Winograd
+ * transforms, norms) runs over many samples at once. Bits may still differ between
+ * machines (OpenBLAS kernels per CPU, the elementwise clones below). */
+
+/* n samples of `rows` rows each, consecutive (sample s = rows s*rows..): y[n*rows][N] (row
+ * stride ldy) = beta * y + x[n*rows][K] (row stride ldx) * W^T + b, W [N][K] (torch Linear
+ * layout), b may be NULL; one product per sample. rows = 1 with ldx, ldy the strides
+ * between samples: a vector per sample. Also the 1x1 convolution in pixel-major layout. */
+void op_linear(int n, int rows, int N, int K, const float *x, int ldx, const float *W, const float *b,
                float beta, float *y, int ldy);
 
 /* Scratch floats op_conv3x3 needs for `cin` input channels (independent of n, H, W). */

@@ -54,12 +54,15 @@ static void *thread_main(void *p) {
 
 /* op_conv3x3 (pixel-major, chunked im2col + sgemm) and op_upsample2x against a direct loop:
  * chunks that split samples, row strides wider than the channel count, stride 2, a 2x
- * upsampled input, 1-pixel images. */
+ * upsampled input, 1-pixel images, samples bigger than one chunk (cin 300 and 600); and
+ * every sample computed alone equals its rows of the batch bit for bit (both paths). */
 static void test_conv(void) {
    /* n, cin, H, cout, stride, up, extra row stride */
    const int cases[][7] = {{3, 5, 16, 7, 1, 1, 0}, {2, 64, 16, 8, 1, 1, 3}, {3, 300, 8, 4, 1, 1, 0},
-                           {2, 9, 16, 6, 2, 1, 5}, {3, 7, 8, 5, 1, 2, 0}, {1, 2, 1, 3, 1, 1, 1}, {2, 3, 2, 2, 2, 1, 0}};
+                           {2, 300, 16, 5, 1, 1, 0}, {2, 600, 16, 3, 1, 1, 2}, {2, 9, 16, 6, 2, 1, 5},
+                           {3, 7, 8, 5, 1, 2, 0}, {1, 2, 1, 3, 1, 1, 1}, {2, 3, 2, 2, 2, 1, 0}};
    double worst = 0.0, worst_w = 0.0;
+   int conv_variant = 0;
    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
       const int n = cases[k][0], cin = cases[k][1], H0 = cases[k][2], cout = cases[k][3], st = cases[k][4],
                 up = cases[k][5], ld = cin + cases[k][6], ldo = cout + 2;
@@ -82,6 +85,14 @@ static void test_conv(void) {
          lds = cin;
       }
       op_conv3x3(n, H, H, cin, src, lds, cout, st, w, b, 1.0f, out, ldo, col);
+      /* batch invariance: each sample alone gives its rows of the batch bit for bit */
+      const size_t in_s = (size_t)H * H * lds, out_s = (size_t)Ho * Ho * ldo;
+      float *one = malloc(out_s * sizeof *one);
+      for (int bb = 0; bb < n; bb++) {
+         for (size_t i = 0; i < out_s; i++) one[i] = 1.0f;
+         op_conv3x3(1, H, H, cin, src + bb * in_s, lds, cout, st, w, b, 1.0f, one, ldo, col);
+         if (memcmp(one, out + bb * out_s, out_s * sizeof *one) != 0) conv_variant++;
+      }
       float *outw = NULL;
       if (st == 1 && H % 2 == 0) { /* Winograd on the same problem (torch-layout weights) */
          float *wt = malloc((size_t)cout * cin * 9 * sizeof *wt), *u = malloc((size_t)16 * cout * cin * sizeof *u);
@@ -94,6 +105,11 @@ static void test_conv(void) {
          outw = malloc(out_n * sizeof *outw);
          for (size_t i = 0; i < out_n; i++) outw[i] = 1.0f;
          op_conv3x3_winograd(n, H, H, cin, src, lds, cout, u, b, 1.0f, outw, ldo, scr);
+         for (int bb = 0; bb < n; bb++) {
+            for (size_t i = 0; i < out_s; i++) one[i] = 1.0f;
+            op_conv3x3_winograd(1, H, H, cin, src + bb * in_s, lds, cout, u, b, 1.0f, one, ldo, scr);
+            if (memcmp(one, outw + bb * out_s, out_s * sizeof *one) != 0) conv_variant++;
+         }
          free(wt); free(u); free(scr);
       }
       for (int co = 0; co < cout; co++)
@@ -114,12 +130,189 @@ static void test_conv(void) {
                   if (d > worst) worst = d;
                   if (outw != NULL && fabs(acc - outw[at]) > worst_w) worst_w = fabs(acc - outw[at]);
                }
-      free(in); free(w); free(upb); free(b); free(out); free(col); free(outw);
+      free(in); free(w); free(upb); free(b); free(out); free(col); free(outw); free(one);
    }
    printf("  %-22s max|err| %.3g over %zu shapes\n", "conv3x3 vs direct", worst, sizeof cases / sizeof cases[0]);
    CHECK(worst < 1e-3, "op_conv3x3 differs from a direct convolution by %.3g", worst);
    printf("  %-22s max|err| %.3g\n", "winograd vs direct", worst_w);
    CHECK(worst_w < 1e-3, "op_conv3x3_winograd differs from a direct convolution by %.3g", worst_w);
+   CHECK(conv_variant == 0, "im2col / Winograd convolution: %d samples alone differ from their rows of the batch",
+         conv_variant);
+}
+
+/* Batch invariance (engine.h, shapes_velocity): a sample's velocity depends only on its own
+ * x, t and condition, bit for bit, never on n, on its position in the batch or on the other
+ * samples (the host replays one node of a search tree alone). Reference: every sample of a
+ * pool evaluated alone (n = 1); then the same samples inside batches of 16, of 33 (chunks of
+ * 16 + 16 + 1, samples at other positions, beside other samples), of 5 in reverse order, of
+ * 2 copies of one sample, and a guided batch [m positive rows; the same x under the empty
+ * condition] with a different t per row. The blocks path (prologue + blocks + epilogue) and
+ * the text encoder must be invariant too. Fails when any sgemm's shape depends on n. */
+static float tb_uniform(unsigned *s) {
+   *s = *s * 1664525u + 1013904223u;
+   return (float)(*s >> 8) / 16777216.0f;
+}
+
+/* Rows of got (n samples at indices idx) that are not bit-identical to ref; max |diff|. */
+static int tb_mismatches(const float *got, const float *ref, const int *idx, int n, size_t size, double *maxd) {
+   int bad = 0;
+   for (int r = 0; r < n; r++) {
+      const float *g = got + (size_t)r * size, *w = ref + (size_t)idx[r] * size;
+      if (memcmp(g, w, size * sizeof *g) != 0) {
+         bad++;
+         const double d = tu_max_err(g, w, size, NULL);
+         if (d > *maxd) *maxd = d;
+      }
+   }
+   return bad;
+}
+
+static void test_batch_invariance(const shapes_engine_t *e) {
+   const shapes_config_t *c = shapes_engine_config(e);
+   enum { POOL = 40 };
+   const size_t ls = (size_t)c->latent_size, cs = (size_t)c->condition_size, L = (size_t)c->max_tokens;
+   float *x = malloc(POOL * ls * sizeof *x), *t = malloc(POOL * sizeof *t);
+   float *cond = malloc(POOL * cs * sizeof *cond), *neg = malloc(cs * sizeof *neg);
+   float *vref = malloc(POOL * ls * sizeof *vref), *v = malloc(2 * POOL * ls * sizeof *v);
+   float *bx = malloc(2 * POOL * ls * sizeof *bx), *bt = malloc(2 * POOL * sizeof *bt);
+   float *bc = malloc(2 * POOL * cs * sizeof *bc);
+   int32_t *ids = calloc(POOL * L, sizeof *ids);
+   int idx[2 * POOL];
+   unsigned s = 20240611u;
+   for (size_t i = 0; i < POOL * ls; i++) x[i] = 4.0f * tb_uniform(&s) - 2.0f;
+   for (int i = 0; i < POOL; i++) {
+      t[i] = i % 7 == 0 ? 1.0f : i % 11 == 0 ? 0.0f : tb_uniform(&s);
+      const int words = i % 5 == 4 ? 0 : 1 + (int)(tb_uniform(&s) * (float)L) % (int)L; /* some empty prompts */
+      for (int k = 0; k < words; k++)
+         ids[(size_t)i * L + k] = 1 + (int)(tb_uniform(&s) * (float)(c->vocab_size - 1)) % (c->vocab_size - 1);
+   }
+   /* Conditions one at a time, then the text encoder on all rows at once must agree. */
+   for (int i = 0; i < POOL; i++)
+      CHECK(shapes_encode_text(e, 1, ids + (size_t)i * L, cond + (size_t)i * cs, NULL, 0) == 0, "encode_text");
+   CHECK(shapes_encode_text(e, POOL, ids, bc, NULL, 0) == 0, "encode_text");
+   int enc_bad = 0;
+   for (int i = 0; i < POOL; i++) enc_bad += memcmp(bc + (size_t)i * cs, cond + (size_t)i * cs, cs * sizeof *bc) != 0;
+   printf("  %-22s %d of %d conditions differ between a batch of %d and one at a time\n", "encode batch-invariant",
+          enc_bad, POOL, POOL);
+   CHECK(enc_bad == 0, "text encoder: %d of %d conditions depend on the batch", enc_bad, POOL);
+   {
+      int32_t empty[1024] = {0};
+      shapes_encode_text(e, 1, empty, neg, NULL, 0);
+   }
+   for (int i = 0; i < POOL; i++)
+      CHECK(shapes_velocity(e, 1, x + i * ls, t + i, cond + (size_t)i * cs, vref + i * ls, NULL, 0) == 0, "velocity");
+
+   int bad = 0, total = 0;
+   double maxd = 0.0;
+   /* Gathers samples idx[0..n) into one batch and checks each row against its reference. */
+#define TB_RUN(n_)                                                                                        \
+   do {                                                                                                   \
+      for (int r = 0; r < (n_); r++) {                                                                    \
+         memcpy(bx + (size_t)r * ls, x + (size_t)idx[r] * ls, ls * sizeof *bx);                          \
+         bt[r] = t[idx[r]];                                                                               \
+         memcpy(bc + (size_t)r * cs, cond + (size_t)idx[r] * cs, cs * sizeof *bc);                        \
+      }                                                                                                   \
+      CHECK(shapes_velocity(e, (uint32_t)(n_), bx, bt, bc, v, NULL, 0) == 0, "velocity batch %d", (n_)); \
+      bad += tb_mismatches(v, vref, idx, (n_), ls, &maxd);                                                \
+      total += (n_);                                                                                      \
+   } while (0)
+   for (int r = 0; r < 16; r++) idx[r] = r; /* batch of 16: samples 0..15 at their own rows */
+   TB_RUN(16);
+   for (int r = 0; r < 33; r++) idx[r] = 7 + r; /* 33: 16 + 16 + 1 chunks, everything shifted */
+   TB_RUN(33);
+   for (int r = 0; r < 5; r++) idx[r] = 20 - 3 * r; /* 5, reverse order */
+   TB_RUN(5);
+   idx[0] = idx[1] = 3; /* the same sample twice */
+   TB_RUN(2);
+   for (int r = 0; r < 4; r++) idx[r] = 36 + r; /* 4, the last ones */
+   TB_RUN(4);
+#undef TB_RUN
+   printf("  %-22s %d of %d samples in batches of 16/33/5/2/4 differ from the sample alone (max|diff| %.3g)\n",
+          "velocity batch-invariant", bad, total, maxd);
+   CHECK(bad == 0, "velocity depends on the batch: %d of %d samples differ from the sample alone (max %.3g)", bad,
+         total, maxd);
+
+   /* Guided: [m positive rows; the same x under the empty condition], t varying per pair. */
+   {
+      const int m = 12;
+      float *gref = malloc((size_t)m * ls * sizeof *gref);
+      int gbad = 0;
+      double gmax = 0.0;
+      for (int r = 0; r < m; r++) {
+         const int i = 2 + 3 * r;
+         memcpy(bx + (size_t)r * ls, x + (size_t)i * ls, ls * sizeof *bx);
+         memcpy(bx + (size_t)(m + r) * ls, x + (size_t)i * ls, ls * sizeof *bx);
+         bt[r] = bt[m + r] = t[i];
+         memcpy(bc + (size_t)r * cs, cond + (size_t)i * cs, cs * sizeof *bc);
+         memcpy(bc + (size_t)(m + r) * cs, neg, cs * sizeof *bc);
+         idx[r] = i;
+         CHECK(shapes_velocity(e, 1, x + (size_t)i * ls, t + i, neg, gref + (size_t)r * ls, NULL, 0) == 0, "velocity");
+      }
+      CHECK(shapes_velocity(e, (uint32_t)(2 * m), bx, bt, bc, v, NULL, 0) == 0, "guided velocity");
+      gbad += tb_mismatches(v, vref, idx, m, ls, &gmax);
+      int nidx[POOL];
+      for (int r = 0; r < m; r++) nidx[r] = r;
+      gbad += tb_mismatches(v + (size_t)m * ls, gref, nidx, m, ls, &gmax);
+      printf("  %-22s %d of %d rows of a guided batch of %d differ from the row alone (max|diff| %.3g)\n",
+             "guided batch-invariant", gbad, 2 * m, 2 * m, gmax);
+      CHECK(gbad == 0, "guided batch [pos; neg]: %d of %d rows differ from the row alone (max %.3g)", gbad, 2 * m, gmax);
+      free(gref);
+   }
+
+   /* The blocks path at n = 16 against n = 1 (the per-sample results above). */
+   {
+      const int n = 16;
+      float *hid = malloc((size_t)n * c->hidden_size * sizeof *hid), *ctx = malloc((size_t)n * c->context_size * sizeof *ctx);
+      for (int r = 0; r < n; r++) idx[r] = 39 - 2 * r;
+      for (int r = 0; r < n; r++) {
+         memcpy(bx + (size_t)r * ls, x + (size_t)idx[r] * ls, ls * sizeof *bx);
+         bt[r] = t[idx[r]];
+         memcpy(bc + (size_t)r * cs, cond + (size_t)idx[r] * cs, cs * sizeof *bc);
+      }
+      int ok = shapes_prologue(e, n, bx, bt, bc, hid, ctx, NULL, 0) == 0;
+      for (int i = 0; ok && i < c->mid_layers; i++) ok = shapes_block(e, (uint32_t)i, n, hid, ctx, NULL, 0) == 0;
+      ok = ok && shapes_epilogue(e, n, hid, ctx, v, NULL, NULL, 0) == 0;
+      CHECK(ok, "blocks path");
+      double bmax = 0.0;
+      const int bbad = tb_mismatches(v, vref, idx, n, ls, &bmax);
+      printf("  %-22s %d of %d samples differ from velocity of the sample alone (max|diff| %.3g)\n",
+             "blocks batch-invariant", bbad, n, bmax);
+      CHECK(bbad == 0, "blocks path at n = %d: %d samples differ from the sample alone (max %.3g)", n, bbad, bmax);
+      free(hid);
+      free(ctx);
+   }
+
+   /* OpenBLAS threads split a product's rows and columns, never its sum, but a split puts
+    * other elements into the kernels' edge tiles, so the thread count may change the bits
+    * (it does on OpenBLAS 0.3.21). It is fixed per process (shapes_engine_set_threads), and
+    * at a fixed count a sample's products have the same shapes, hence the same split, in
+    * every batch: batch invariance must hold at 2 threads too. */
+   {
+      shapes_engine_set_threads(2);
+      float *v1 = malloc(16 * ls * sizeof *v1);
+      for (int r = 0; r < 16; r++) idx[r] = 4 + 2 * r;
+      for (int r = 0; r < 16; r++)
+         CHECK(shapes_velocity(e, 1, x + (size_t)idx[r] * ls, t + idx[r], cond + (size_t)idx[r] * cs, v1 + (size_t)r * ls,
+                               NULL, 0) == 0, "velocity, 2 threads");
+      for (int r = 0; r < 16; r++) {
+         memcpy(bx + (size_t)r * ls, x + (size_t)idx[r] * ls, ls * sizeof *bx);
+         bt[r] = t[idx[r]];
+         memcpy(bc + (size_t)r * cs, cond + (size_t)idx[r] * cs, cs * sizeof *bc);
+      }
+      CHECK(shapes_velocity(e, 16, bx, bt, bc, v, NULL, 0) == 0, "velocity, 2 threads");
+      int nidx[16];
+      for (int r = 0; r < 16; r++) nidx[r] = r;
+      double m2 = 0.0, m21 = 0.0;
+      const int bad2 = tb_mismatches(v, v1, nidx, 16, ls, &m2);
+      const int differ = tb_mismatches(v1, vref, idx, 16, ls, &m21);
+      shapes_engine_set_threads(1);
+      printf("  %-22s %d of 16 samples in a batch of 16 differ from the sample alone at 2 OpenBLAS threads "
+             "(max|diff| %.3g); 2 vs 1 thread: %d of 16 differ (max|diff| %.3g, allowed)\n",
+             "2 threads invariant", bad2, m2, differ, m21);
+      CHECK(bad2 == 0, "2 OpenBLAS threads: %d of 16 samples depend on the batch (max %.3g)", bad2, m2);
+      free(v1);
+   }
+   free(x); free(t); free(cond); free(neg); free(vref); free(v); free(bx); free(bt); free(bc); free(ids);
 }
 
 int main(int argc, char **argv) {
@@ -278,6 +471,8 @@ int main(int argc, char **argv) {
    for (uint32_t r = 0; r < R; r++)
       shapes_velocity(e, 1, x + r * ls, t + r, cond + (size_t)r * c->condition_size, v2 + r * ls, NULL, 0);
    CHECK_CLOSE("v (batch of 1 vs 4)", v2, v, nx, 1e-4);
+   CHECK(memcmp(v2, v, nx * sizeof *v) == 0, "velocity of each row alone != the batch of %u bit for bit", R);
+   test_batch_invariance(e);
 
    /* 4. Two threads on the same engine at once give the single-thread result bit for bit. */
    {

@@ -6,8 +6,10 @@
  * Checks: exactly the ABI's exported symbol, descriptors (shapes, shapes-turbo), refusal
  * reasons (missing weights, base weights offered to shapes-turbo,
  * corrupt weights, bad options), weights found beside the library, info, encode (and its
- * errors), velocity determinism, prologue + all blocks + epilogue == velocity bit for bit,
- * a cached evaluation (skipping blocks), decode rounding, two threads at once. */
+ * errors), velocity determinism, batch invariance (shapes and shapes-turbo: a row alone ==
+ * its row in any batch, guided ones too, bit for bit), prologue + all blocks + epilogue ==
+ * velocity bit for bit, a cached evaluation (skipping blocks), decode rounding, two threads
+ * at once. */
 #define _POSIX_C_SOURCE 200809L
 #include <assay/assay.h>
 #include <dlfcn.h>
@@ -135,6 +137,79 @@ static void *tmain(void *a) {
    for (int r = 0; r < 4; r++)
       t->rc = t->m->velocity(t->p, &call, t->n, t->x, t->t, t->c, t->v);
    return NULL;
+}
+
+/* Batch invariance through the ABI (assay.model/1 velocity contract): a row's velocity is
+ * bit-identical whether it is evaluated alone or inside any batch, at any position, beside
+ * any other rows: batches of 16 and 17 (the engine works in chunks of 16), and a guided
+ * batch [m positive rows; the same x under ""] with a different t per pair, as the host
+ * sends them. Returns the number of rows that differ. */
+static int batch_invariance(const assay_plugin_t *p, const assay_model_ext_t *m, const char *label) {
+   assay_model_info_t info;
+   m->get_info(p, &info);
+   enum { POOL = 20, G = 9 };
+   const size_t S = (size_t)info.latent_channels * info.latent_height * info.latent_width, CS = info.condition_size;
+   const char *prompts[6] = {"a red circle", "two blue squares", "", "a green triangle above a yellow square",
+                             "three yellow circles", "a blue square left of a red triangle"};
+   float *pc = malloc(6 * CS * sizeof *pc), *x = malloc(POOL * S * sizeof *x), *t = malloc(POOL * sizeof *t);
+   float *ref = malloc(POOL * S * sizeof *ref), *nref = malloc(G * S * sizeof *nref);
+   float *bx = malloc(2 * POOL * S * sizeof *bx), *bt = malloc(2 * POOL * sizeof *bt);
+   float *bc = malloc(2 * POOL * CS * sizeof *bc), *v = malloc(2 * POOL * S * sizeof *v);
+   int prompt[POOL];
+   for (int i = 0; i < 6; i++)
+      CHECK(m->encode(p, &call, prompts[i], pc + (size_t)i * CS) == ASSAY_OK, "%s: encode %s", label, prompts[i]);
+   unsigned seed = 99;
+   for (size_t i = 0; i < POOL * S; i++) {
+      seed = seed * 1664525u + 1013904223u;
+      x[i] = ((float)(seed >> 8) / 16777216.0f) * 4.0f - 2.0f;
+   }
+   for (int i = 0; i < POOL; i++) {
+      seed = seed * 1664525u + 1013904223u;
+      t[i] = i == 0 ? 1.0f : (float)(seed >> 8) / 16777216.0f;
+      prompt[i] = i % 6;
+   }
+   for (int i = 0; i < POOL; i++)
+      CHECK(m->velocity(p, &call, 1, x + i * S, t + i, pc + (size_t)prompt[i] * CS, ref + i * S) == ASSAY_OK,
+            "%s: velocity: %s", label, last_error);
+   int bad = 0, rows = 0;
+   /* Plain batches: 16 rows from sample 0, 17 rows from sample 3 (other positions, other
+    * neighbours, one chunk of 16 + 1). */
+   const int starts[2] = {0, 3}, counts[2] = {16, 17};
+   for (int k = 0; k < 2; k++) {
+      const int n = counts[k];
+      for (int r = 0; r < n; r++) {
+         const int i = starts[k] + r;
+         memcpy(bx + (size_t)r * S, x + (size_t)i * S, S * sizeof *bx);
+         bt[r] = t[i];
+         memcpy(bc + (size_t)r * CS, pc + (size_t)prompt[i] * CS, CS * sizeof *bc);
+      }
+      CHECK(m->velocity(p, &call, (uint32_t)n, bx, bt, bc, v) == ASSAY_OK, "%s: velocity: %s", label, last_error);
+      for (int r = 0; r < n; r++)
+         bad += memcmp(v + (size_t)r * S, ref + (size_t)(starts[k] + r) * S, S * sizeof *v) != 0;
+      rows += n;
+   }
+   /* Guided: [G positive rows; the same x and t under ""], t differing between pairs. */
+   for (int r = 0; r < G; r++) {
+      const int i = 2 * r + 1;
+      memcpy(bx + (size_t)r * S, x + (size_t)i * S, S * sizeof *bx);
+      memcpy(bx + (size_t)(G + r) * S, x + (size_t)i * S, S * sizeof *bx);
+      bt[r] = bt[G + r] = t[i];
+      memcpy(bc + (size_t)r * CS, pc + (size_t)prompt[i] * CS, CS * sizeof *bc);
+      memcpy(bc + (size_t)(G + r) * CS, pc + 2 * CS, CS * sizeof *bc);
+      CHECK(m->velocity(p, &call, 1, x + (size_t)i * S, t + i, pc + 2 * CS, nref + (size_t)r * S) == ASSAY_OK,
+            "%s: velocity: %s", label, last_error);
+   }
+   CHECK(m->velocity(p, &call, 2 * G, bx, bt, bc, v) == ASSAY_OK, "%s: guided velocity: %s", label, last_error);
+   for (int r = 0; r < G; r++) {
+      bad += memcmp(v + (size_t)r * S, ref + (size_t)(2 * r + 1) * S, S * sizeof *v) != 0;
+      bad += memcmp(v + (size_t)(G + r) * S, nref + (size_t)r * S, S * sizeof *v) != 0;
+   }
+   rows += 2 * G;
+   printf("  %s batch invariance: %d of %d rows in batches of 16, 17 and guided 2 x %d differ from the row alone\n",
+          label, bad, rows, G);
+   CHECK(bad == 0, "%s: velocity depends on the batch: %d of %d rows differ from the row alone", label, bad, rows);
+   free(pc); free(x); free(t); free(ref); free(nref); free(bx); free(bt); free(bc); free(v);
+   return bad;
 }
 
 int main(int argc, char **argv) {
@@ -293,7 +368,8 @@ int main(int argc, char **argv) {
       for (uint32_t i = 0; i < bi.block_count; i++) bx->block(p, &call, i, 1, h1, c1);
       bx->epilogue(p, &call, 1, h1, c1, v1);
       double e1 = tu_max_err(v1, v + S, S, NULL);
-      CHECK(e1 < 1e-4, "sample 1 alone differs by %.3g", e1);
+      CHECK(memcmp(v1, v + S, S * sizeof *v1) == 0, "sample 1 alone differs from its row of the batch by %.3g "
+            "(batch invariance: it must be bit-identical)", e1);
       /* DBCache-style cached evaluation: reuse the residual of blocks 1.. from a full pass at a
        * nearby t; the result stays close to the full one. */
       float *hA = malloc(bi.hidden_size * sizeof *hA), *res = malloc(bi.hidden_size * sizeof *res);
@@ -315,6 +391,8 @@ int main(int argc, char **argv) {
       CHECK(ec < 0.5, "cached evaluation far from the full one (%.3g)", ec);
       free(h1); free(c1); free(v1); free(hA); free(res);
    }
+
+   batch_invariance(p, m, "shapes");
 
    /* Decode: round((clamp(x) + 1) * 127.5), ties to even, NaN -> 0. */
    {
@@ -370,6 +448,7 @@ int main(int argc, char **argv) {
                   ti.condition_size == info.condition_size,
                "turbo info: a 1-4 step model without guidance and the base model's latent and condition");
          CHECK(pt->get_extension(pt, ASSAY_EXT_MODEL_BLOCKS) != NULL, "turbo blocks extension");
+         batch_invariance(pt, mt, "shapes-turbo");
 
          /* Co-Fusion premise: from the base model's state x_t at t = 0.8 (4 of 20 guided
           * steps), the student's 4-step sketch (4 NFE) must land nearer the base model's own
