@@ -11,6 +11,11 @@
 #                                       tests/make_tiny.py) (last line of each: "N passed, M failed")
 #   make -C Plugins shapes-engine-lib   build/shapes/libshapes-engine.so: the engine alone, with
 #                                       its C API exported (for tools/bench_engine.py / ctypes)
+#   make -C Plugins shapes-bench        velocity ms per call at batch 1, 4, 16, 32 and guided 2x16
+#                                       (engine/bench/bench_engine.c); with
+#                                       SHE_BENCH_BASELINE=/other/libshapes-engine.so it times that
+#                                       build first and this one second, call by call, and prints
+#                                       the ratios (SHE_BENCH_ARGS: e.g. --reps 30)
 # Needs libopenblas-dev (pkg-config openblas).
 
 # This fragment is read before Plugins/Makefile names its default goal: keep it `all`.
@@ -75,8 +80,16 @@ $(SHE_BUILD)/test_plugin: $(SHE_DIR)/tests/test_plugin.c $(SHE_DIR)/tests/testut
 	mkdir -p $(SHE_BUILD)
 	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< -ldl -pthread -lm
 
-.PHONY: shapes-check shapes-engine-lib
+$(SHE_BUILD)/bench_engine: $(SHE_DIR)/engine/bench/bench_engine.c $(SHE_DIR)/engine/engine.h $(SHE_DIR)/engine.mk
+	mkdir -p $(SHE_BUILD)
+	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< -ldl
+
+.PHONY: shapes-check shapes-engine-lib shapes-bench
 shapes-engine-lib: $(SHE_LIB)
+SHE_BENCH_BASELINE ?=
+SHE_BENCH_ARGS ?=
+shapes-bench: $(SHE_LIB) $(SHE_BUILD)/bench_engine
+	$(SHE_BUILD)/bench_engine $(SHE_WEIGHTS) $(SHE_BENCH_BASELINE) $(SHE_LIB) $(SHE_BENCH_ARGS)
 # Runs every test program even when one fails; fails if any did.
 shapes-check: $(SHE_PLUGIN) $(SHE_TESTS)
 	@st=0; \
