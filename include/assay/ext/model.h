@@ -46,8 +46,14 @@ typedef struct assay_model_ext {
    /* [job-thread] Velocity of n samples: sample i is x + i*sample_size at time t[i] under
     * condition conditions + i*condition_size. All buffers caller-owned: x and t and
     * conditions are read, v (n*sample_size floats) is written. Costs n NFEs, which the
-    * host counts before it calls. n <= max_batch when max_batch > 0. Must be deterministic:
-    * the same inputs give bit-identical outputs (replays depend on it). */
+    * host counts before it calls. n <= max_batch when max_batch > 0.
+    * Determinism (required): the same inputs give bit-identical outputs (replays depend
+    * on it), and the outputs are batch-invariant: those of sample i depend only on x_i,
+    * t[i] and condition_i, bit for bit, never on n, on the sample's position in the batch
+    * or on the other samples (sample i alone and sample i as row 5 of 16 give the same
+    * bits). The host relies on it to batch freely (guided [positive rows; negative rows]
+    * as one call of 2n, chunks of max_batch, rows of different nodes) and to replay one
+    * node of a search tree alone. Bits may differ between machines. */
    assay_result_t (*velocity)(const assay_plugin_t *plugin, const assay_call_t *call,
                               uint32_t n, const float *x, const float *t,
                               const float *conditions, float *v);
