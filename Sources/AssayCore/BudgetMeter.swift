@@ -3,6 +3,8 @@ import AssayPluginHost
 /// Why a job stopped.
 public enum StopReason: String, Sendable, Codable {
     case completed, budget, deadline, cancelled, error
+    /// A finished candidate reached the job's `target_score` (an anytime search's goal).
+    case target
 }
 
 /// The host refused to start more work for a job.
@@ -20,6 +22,7 @@ public struct BudgetRefusal: Error, Sendable, CustomStringConvertible {
 public final class BudgetMeter: @unchecked Sendable {
     public let nfeBudget: Int
     public let verifierBudget: Int?
+    public let reflectorBudget: Int?
     public let deadlineNs: UInt64?
     private let isCancelled: @Sendable () -> Bool
 
@@ -31,9 +34,11 @@ public final class BudgetMeter: @unchecked Sendable {
     }
     private let counts = Locked(Counts())
 
-    public init(nfeBudget: Int, verifierBudget: Int?, deadlineMs: Int?, isCancelled: @escaping @Sendable () -> Bool) {
+    public init(nfeBudget: Int, verifierBudget: Int?, reflectorBudget: Int? = nil, deadlineMs: Int?,
+                isCancelled: @escaping @Sendable () -> Bool) {
         self.nfeBudget = nfeBudget
         self.verifierBudget = verifierBudget
+        self.reflectorBudget = reflectorBudget
         self.deadlineNs = deadlineMs.map { DispatchTimeClock.now() + UInt64($0) * 1_000_000 }
         self.isCancelled = isCancelled
     }
@@ -54,6 +59,7 @@ public final class BudgetMeter: @unchecked Sendable {
 
     private func checkStop() throws {
         if let r = stopRefusal() { throw r }
+        if counts.withLock({ $0.refused == .target }) { throw BudgetRefusal(reason: .target, detail: "the job reached its target") }
     }
 
     /// The refusal that applies now (cancelled or past the deadline), recorded as the job's
@@ -93,6 +99,17 @@ public final class BudgetMeter: @unchecked Sendable {
 
     public func reserveReflectorCalls(_ calls: Int) throws {
         try checkStop()
-        counts.withLock { $0.reflectorCalls += calls }
+        let ok = counts.withLock { c -> Bool in
+            if let b = reflectorBudget, c.reflectorCalls + calls > b { return false }
+            c.reflectorCalls += calls
+            return true
+        }
+        if !ok { throw refuse(.budget, "\(calls) more reflector calls would exceed the budget of \(reflectorBudget ?? 0)") }
+    }
+
+    /// Records that the job reached its target (the stop reason) and returns the refusal
+    /// that ends the search; nothing is spent afterwards.
+    public func reachTarget(_ detail: String) -> BudgetRefusal {
+        refuse(.target, detail)
     }
 }

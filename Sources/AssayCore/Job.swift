@@ -12,6 +12,7 @@ public struct JobSnapshot: Sendable {
     public var progress: Double = 0
     public var nfeUsed: Int = 0
     public var verifierCalls: Int = 0
+    public var reflectorCalls: Int = 0
     public var bestScore: Double = .nan
     public var resultPath: String = ""
     public var manifestPath: String = ""

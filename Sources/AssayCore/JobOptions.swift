@@ -3,12 +3,21 @@ import AssayPluginHost
 /// A job's options as the client gave them, validated but with defaults not yet applied
 /// (defaults depend on the model, known only when the job starts).
 ///
-/// Keys (D-Bus types): strategy s, model s, verifiers as, sampler s, sampler_options a{sv},
-/// seed t, steps u, guidance d, negative_prompt s, n u, budget_nfe u, deadline_ms u,
-/// budget_verifier_calls u, save_candidates b.
+/// Keys (D-Bus types): strategy s, strategy_options a{sv}, model s, models a{sv} (role →
+/// model id, strings), verifiers as, reflector s, sampler s, sampler_options a{sv}, seed t,
+/// steps u, guidance d, negative_prompt s, n u (shorthand for strategy_options n),
+/// budget_nfe u, deadline_ms u, budget_verifier_calls u, budget_reflector_calls u,
+/// target_score d, save_candidates b.
 public struct JobOptions: Sendable {
     public var strategy: String?
+    /// As the client sent them; the strategy checks them against its declarations.
+    public var strategyOptions: [String: OptionValue] = [:]
     public var model: String?
+    /// Model ids of roles other than `base`.
+    public var models: [String: String] = [:]
+    public var reflector: String?
+    public var budgetReflectorCalls: Int?
+    public var targetScore: Double?
     public var verifiers: [String]?
     public var sampler: String?
     public var samplerOptions: [(String, PluginOption)] = []
@@ -25,8 +34,9 @@ public struct JobOptions: Sendable {
     public init() {}
 
     public static let knownKeys = [
-        "budget_nfe", "budget_verifier_calls", "deadline_ms", "guidance", "model", "n", "negative_prompt",
-        "sampler", "sampler_options", "save_candidates", "seed", "steps", "strategy", "verifiers",
+        "budget_nfe", "budget_reflector_calls", "budget_verifier_calls", "deadline_ms", "guidance", "model", "models",
+        "n", "negative_prompt", "reflector", "sampler", "sampler_options", "save_candidates", "seed", "steps", "strategy",
+        "strategy_options", "target_score", "verifiers",
     ]
 
     /// Limits that keep a typo from turning into a day-long job or a huge allocation.
@@ -69,6 +79,32 @@ public struct JobOptions: Sendable {
             case "strategy": o.strategy = try text()
             case "model": o.model = try text()
             case "sampler": o.sampler = try text()
+            case "reflector": o.reflector = try text()
+            case "strategy_options":
+                guard case .dictionary(let d) = value else { throw bad("a dictionary (a{sv})") }
+                o.strategyOptions = d
+            case "models":
+                guard case .dictionary(let d) = value else { throw bad("a dictionary of role to model id (a{sv})") }
+                for (role, id) in d {
+                    guard case .string(let s) = id else {
+                        throw AssayError.invalidArgument("models['\(role)'] must be a model id (s), got \(id.typeDescription)")
+                    }
+                    guard role != "base" else {
+                        throw AssayError.invalidArgument("models['base'] is the job's 'model' option: set 'model' instead")
+                    }
+                    o.models[role] = s
+                }
+            case "budget_reflector_calls": o.budgetReflectorCalls = try unsigned(1...Limits.maxBudgetNFE)
+            case "target_score":
+                let g: Double
+                switch value {
+                case .double(let d): g = d
+                case .unsigned(let u): g = Double(u)
+                case .signed(let s): g = Double(s)
+                default: throw bad("a double (d)")
+                }
+                guard g.isFinite else { throw AssayError.invalidArgument("option 'target_score' must be a finite number") }
+                o.targetScore = g
             case "negative_prompt":
                 let s = try text()
                 guard s.utf8.count <= Limits.maxPromptBytes else {
@@ -95,6 +131,7 @@ public struct JobOptions: Sendable {
                 }
             case "steps": o.steps = try unsigned(1...Limits.maxSteps)
             case "n": o.n = try unsigned(1...Limits.maxN)
+
             case "budget_nfe": o.budgetNFE = try unsigned(1...Limits.maxBudgetNFE)
             case "budget_verifier_calls": o.budgetVerifierCalls = try unsigned(1...Limits.maxBudgetNFE)
             case "deadline_ms": o.deadlineMs = try unsigned(1...Limits.maxDeadlineMs)
@@ -129,6 +166,13 @@ public struct JobOptions: Sendable {
             default:
                 throw AssayError.invalidArgument("unknown option '\(key)'; known options: \(knownKeys.joined(separator: ", "))")
             }
+        }
+        // `n` is shorthand for strategy_options n (best-of-n's size, and other strategies' n).
+        if let n = o.n {
+            if let given = o.strategyOptions["n"], given != .unsigned(UInt64(n)) {
+                throw AssayError.invalidArgument("'n' and strategy_options['n'] disagree: give one of them")
+            }
+            o.strategyOptions["n"] = .unsigned(UInt64(n))
         }
         return o
     }

@@ -135,14 +135,27 @@ public struct JobPlanner: Sendable {
             throw AssayError.notReady("strategy '\(strategy.name)' needs a verifier and none is loaded")
         }
         if let s = options.sampler { _ = try require(s, .sampler) }
-
-        let n: Int
-        if let dn = strategy.defaultN { n = options.n ?? dn } else {
-            if let given = options.n, given != 1 {
-                throw AssayError.invalidArgument("strategy '\(strategy.name)' makes one sample; 'n' applies to best-of-n")
+        if let r = options.reflector {
+            let reflector = try require(r, .reflector)
+            do { try reflector.checkPrompt(prompt, context: check) } catch let e as PluginCallError {
+                throw AssayError.invalidArgument("reflector '\(r)' cannot work with this prompt: \(e.message)")
             }
-            n = 1
         }
+
+        // Model roles: `base` is `model`; every other role the strategy declares needs a model.
+        var models = ["base": modelID]
+        let declaredRoles = strategy.roles.map(\.name)
+        for (role, id) in options.models.sorted(by: { $0.key < $1.key }) {
+            guard declaredRoles.contains(role) else {
+                throw AssayError.invalidArgument("strategy '\(strategy.name)' has no model role '\(role)'; its roles: \(declaredRoles.joined(separator: ", "))")
+            }
+            guard ModelPlugin(try require(id, .model)) != nil else { throw AssayError.unknownPlugin(id) }
+            models[role] = id
+        }
+        for role in strategy.roles where models[role.name] == nil {
+            throw AssayError.invalidArgument("strategy '\(strategy.name)' needs a model for role '\(role.name)' (\(role.help)): pass models={'\(role.name)': <model id>}")
+        }
+
         let info = model.info
         let steps = options.steps ?? info.defaultSteps
         guard steps >= 1 else { throw AssayError.invalidArgument("model '\(modelID)' gives no default step count: pass 'steps'") }
@@ -153,13 +166,20 @@ public struct JobPlanner: Sendable {
             throw AssayError.invalidArgument("negative_prompt needs guidance: model '\(modelID)' runs with guidance 1\(options.guidance == nil ? " by default" : ""), so the negative prompt would have no effect; set 'guidance' above 1 (a distilled model such as a turbo student has no negative prompt)")
         }
         // A plugin sampler's cost is unknown in advance; plan for a second-order method.
-        let perCandidate = steps * conditions * (options.sampler == nil ? 1 : 2)
-        let budget = options.budgetNFE ?? strategy.plannedNFE(n: n, nfePerCandidate: perCandidate)
+        let cost = SearchCost(steps: steps, evaluationsPerSample: conditions, scheduleShift: info.scheduleShift,
+                              samplerFactor: options.sampler == nil ? 1 : 2)
+        let perCandidate = cost.perSample
+        let strategyOptions = try catalog.resolve(strategy, given: options.strategyOptions, budget: options.budgetNFE, cost: cost)
+        let planned = strategy.plannedNFE(strategyOptions, cost: cost)
+        let budget = options.budgetNFE ?? planned
         if options.sampler == nil && budget < perCandidate {
             throw AssayError.invalidArgument("budget_nfe \(budget) cannot pay for a single sample: one costs \(perCandidate) NFEs (\(steps) steps x \(conditions) condition\(conditions > 1 ? "s (guidance)" : ""))")
         }
         guard budget <= JobOptions.Limits.maxBudgetNFE else {
-            throw AssayError.invalidArgument("the planned budget of \(budget) NFEs exceeds the maximum of \(JobOptions.Limits.maxBudgetNFE): lower n or steps")
+            throw AssayError.invalidArgument("the planned budget of \(budget) NFEs exceeds the maximum of \(JobOptions.Limits.maxBudgetNFE): lower the strategy's options or steps")
+        }
+        if options.targetScore != nil && verifiers.isEmpty {
+            throw AssayError.invalidArgument("target_score needs a verifier to score candidates: name one in 'verifiers'")
         }
 
         do {
@@ -170,10 +190,12 @@ public struct JobPlanner: Sendable {
         }
 
         let seed = options.seed ?? JobPlanner.randomSeed()
-        return JobPlan(strategy: strategy.name, model: modelID, verifiers: verifiers, sampler: options.sampler,
+        return JobPlan(strategy: strategy.name, strategyOptions: strategyOptions, model: modelID, models: models,
+                       verifiers: verifiers, reflector: options.reflector, sampler: options.sampler,
                        samplerOptions: Dictionary(options.samplerOptions, uniquingKeysWith: { $1 }),
                        seed: seed, steps: steps, guidance: guidance, negativePrompt: options.negativePrompt,
-                       n: n, budgetNFE: budget, deadlineMs: options.deadlineMs,
-                       budgetVerifierCalls: options.budgetVerifierCalls, saveCandidates: options.saveCandidates)
+                       budgetNFE: budget, deadlineMs: options.deadlineMs,
+                       budgetVerifierCalls: options.budgetVerifierCalls, budgetReflectorCalls: options.budgetReflectorCalls,
+                       targetScore: options.targetScore, saveCandidates: options.saveCandidates)
     }
 }

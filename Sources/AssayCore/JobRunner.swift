@@ -27,6 +27,42 @@ public final class JobRunner: @unchecked Sendable {
         return i
     }
 
+
+    /// The toolkit a job's strategy runs with: a metered denoiser per model role and the
+    /// job's verifiers, reflector and sampler, resolved now (the plugins in use are returned
+    /// for the manifest). Public so that strategies can be tested in process, without D-Bus
+    /// (the strategy test kit).
+    public static func makeToolkit(for job: Job, registry: PluginRegistry, meter: BudgetMeter,
+                                   call: PluginCallContext) throws -> (SearchToolkit, [PluginInstance]) {
+        let plan = job.plan
+        func resolve(_ id: String, _ kind: PluginKind) throws -> PluginInstance {
+            guard let i = registry.instance(id: id), i.kind == kind else {
+                throw AssayError.unknownPlugin("\(kind.rawValue) plugin '\(id)' was unloaded before the job started")
+            }
+            return i
+        }
+        var denoisers: [String: Denoiser] = [:]
+        var modelInstances: [PluginInstance] = []
+        for (role, id) in plan.models.sorted(by: { $0.key < $1.key }) {
+            let instance = try resolve(id, .model)
+            if !modelInstances.contains(where: { $0 === instance }) { modelInstances.append(instance) }
+            denoisers[role] = Denoiser(role: role, model: ModelPlugin(instance)!, meter: meter, context: call)
+        }
+        if denoisers["base"] == nil {
+            let instance = try resolve(plan.model, .model)
+            modelInstances.insert(instance, at: 0)
+            denoisers["base"] = Denoiser(role: "base", model: ModelPlugin(instance)!, meter: meter, context: call)
+        }
+        let verifierInstances = try plan.verifiers.map { try resolve($0, .verifier) }
+        let samplerInstance = try plan.sampler.map { try resolve($0, .sampler) }
+        let reflectorInstance = try plan.reflector.map { try resolve($0, .reflector) }
+        let instances = modelInstances + verifierInstances + [samplerInstance, reflectorInstance].compactMap { $0 }
+        let kit = SearchToolkit(job: job, denoisers: denoisers, verifiers: verifierInstances.map { VerifierPlugin($0)! },
+                        reflector: reflectorInstance.map { ReflectorPlugin($0)! },
+                        sampler: samplerInstance.map { SamplerPlugin($0)! }, meter: meter, call: call)
+        return (kit, instances)
+    }
+
     public func run(_ job: Job) {
         let startNs = DispatchTimeClock.now()
         let plan = job.plan
@@ -38,22 +74,15 @@ public final class JobRunner: @unchecked Sendable {
         logger.info("job started", metadata: ["job": "\(job.id)", "strategy": "\(plan.strategy)", "model": "\(plan.model)"])
 
         let meter = BudgetMeter(nfeBudget: plan.budgetNFE, verifierBudget: plan.budgetVerifierCalls,
-                                deadlineMs: plan.deadlineMs, isCancelled: { [job] in job.isCancelRequested })
+                                reflectorBudget: plan.budgetReflectorCalls, deadlineMs: plan.deadlineMs, isCancelled: { [job] in job.isCancelRequested })
         let call = PluginCallContext(jobID: job.id, isCancelled: { [meter] in meter.shouldStop })
-        var context: JobContext?
+        var context: SearchToolkit?
         var failure: String?
         var instances: [PluginInstance] = []
         do {
             let strategy = try catalog.strategy(named: plan.strategy)
-            let modelInstance = try resolve(plan.model, .model)
-            let verifierInstances = try plan.verifiers.map { try resolve($0, .verifier) }
-            let samplerInstance = try plan.sampler.map { try resolve($0, .sampler) }
-            instances = [modelInstance] + verifierInstances + (samplerInstance.map { [$0] } ?? [])
-            let session = try ModelSession(model: ModelPlugin(modelInstance)!, prompt: job.prompt,
-                                           negativePrompt: plan.negativePrompt, guidance: plan.guidance,
-                                           meter: meter, context: call)
-            let ctx = JobContext(job: job, session: session, verifiers: verifierInstances.map { VerifierPlugin($0)! },
-                                 sampler: samplerInstance.map { SamplerPlugin($0)! }, meter: meter, call: call)
+            let (ctx, used) = try JobRunner.makeToolkit(for: job, registry: registry, meter: meter, call: call)
+            instances = used
             context = ctx
             try strategy.run(ctx)
         } catch let refusal as BudgetRefusal {
@@ -113,16 +142,27 @@ public final class JobRunner: @unchecked Sendable {
                     try FileIO.write(try PNGEncoder.encode(c.image), to: dir + "/" + imageName!)
                 }
                 let latentBytes = c.latent.withUnsafeBytes { Array($0) }
-                records.append(.init(index: c.index, seed: c.seed, scores: c.scores, meanRank: c.meanRank,
+                records.append(.init(index: c.index, node: c.node, seed: c.seed, scores: c.scores, meanRank: c.meanRank,
                                      details: c.details, latentSHA256: SHA256.hex(latentBytes), image: imageName))
             }
-            let modelNs = context?.session.pluginNs ?? 0
+            // The search tree; with save_candidates every decoded image (probes too) is kept.
+            var nodes = context?.nodes ?? []
+            if plan.saveCandidates, let ctx = context, !ctx.images.isEmpty {
+                try FileIO.makeDirectories(dir + "/nodes")
+                for (id, image) in ctx.images.sorted(by: { $0.key < $1.key }) {
+                    let name = "nodes/\(String(id).leftPadded(4)).png"
+                    try FileIO.write(try PNGEncoder.encode(image), to: dir + "/" + name)
+                    nodes[id].image = name
+                }
+            }
+            let modelNs = context?.denoisers.values.reduce(UInt64(0)) { $0 + $1.pluginNs } ?? 0
             let manifest = Manifest(
-                assayVersion: AssayVersion.string, abiVersion: HostABI.string, jobID: job.id, prompt: job.prompt,
+                manifestVersion: Manifest.currentVersion, assayVersion: AssayVersion.string, abiVersion: HostABI.string, jobID: job.id, prompt: job.prompt,
                 plan: plan,
                 plugins: instances.map { .init(id: $0.id, kind: $0.kind.rawValue, version: $0.version, path: $0.library.path,
                                                sha256: $0.library.sha256, generation: $0.library.generation) },
-                candidates: records.sorted { $0.index < $1.index }, bestIndex: best?.index,
+                candidates: records.sorted { $0.index < $1.index }, conditions: context?.conditions, nodes: nodes,
+                resultNode: best?.node, chosenPath: best.flatMap { b in context?.path(to: b.node) }, bestIndex: best?.index,
                 bestScore: context.map { $0.bestScore }.flatMap { $0.isNaN ? nil : $0 },
                 result: resultPath.isEmpty ? nil : "result.png", resultSHA256: resultSHA, state: state.rawValue,
                 stopReason: stop.rawValue, error: failure, nfeUsed: meter.nfeUsed, verifierCalls: meter.verifierCalls,
@@ -148,6 +188,7 @@ public final class JobRunner: @unchecked Sendable {
             $0.error = finalFailure
             $0.nfeUsed = meter.nfeUsed
             $0.verifierCalls = meter.verifierCalls
+            $0.reflectorCalls = meter.reflectorCalls
             $0.bestScore = score
             $0.resultPath = resultPath
             $0.manifestPath = manifestPath

@@ -2,8 +2,14 @@ import AssayPluginHost
 import FoundationEssentials
 
 /// The record of one job, written next to its result: enough to audit it (who scored
-/// what, what it cost) and to replay it (`plan` + the plugin hashes).
+/// what, what it cost), to see its search (`nodes`, the lineage of every state the search
+/// made), and to replay it (`plan` + the plugin hashes).
+///
+/// Versions: 1 (Assay before the search engine) had candidates only; 2 adds
+/// `manifest_version`, `conditions`, `nodes`, `result_node` and `chosen_path`, and moves
+/// best-of-n's `n` into `plan.strategy_options`. Both decode; a newer version is refused.
 public struct Manifest: Codable, Sendable {
+    public static let currentVersion = 2
     public struct Plugin: Codable, Sendable, Equatable {
         public var id: String
         public var kind: String
@@ -14,6 +20,8 @@ public struct Manifest: Codable, Sendable {
     }
     public struct CandidateRecord: Codable, Sendable {
         public var index: Int
+        /// Its node in `nodes` (version 2).
+        public var node: Int?
         public var seed: UInt64
         public var scores: [String: Double]
         public var meanRank: Double?
@@ -21,7 +29,7 @@ public struct Manifest: Codable, Sendable {
         public var latentSHA256: String
         public var image: String?
         enum CodingKeys: String, CodingKey {
-            case index, seed, scores, details, image
+            case index, node, seed, scores, details, image
             case meanRank = "mean_rank"
             case latentSHA256 = "latent_sha256"
         }
@@ -45,6 +53,8 @@ public struct Manifest: Codable, Sendable {
         }
     }
 
+    /// 1 when absent (manifests written before versions were recorded).
+    public var manifestVersion: Int?
     public var assayVersion: String
     public var abiVersion: String
     public var jobID: UInt64
@@ -52,6 +62,11 @@ public struct Manifest: Codable, Sendable {
     public var plan: JobPlan
     public var plugins: [Plugin]
     public var candidates: [CandidateRecord]
+    public var conditions: [Condition]?
+    public var nodes: [SearchNode]?
+    public var resultNode: Int?
+    /// Node ids from a root to the result.
+    public var chosenPath: [Int]?
     public var bestIndex: Int?
     public var bestScore: Double?
     public var result: String?
@@ -65,7 +80,8 @@ public struct Manifest: Codable, Sendable {
     public var timings: Timings
 
     enum CodingKeys: String, CodingKey {
-        case prompt, plan, plugins, candidates, result, state, error, timings
+        case prompt, plan, plugins, candidates, result, state, error, timings, conditions, nodes
+        case manifestVersion = "manifest_version", resultNode = "result_node", chosenPath = "chosen_path"
         case assayVersion = "assay_version", abiVersion = "abi_version", jobID = "job_id"
         case bestIndex = "best_index", bestScore = "best_score", resultSHA256 = "result_sha256"
         case stopReason = "stop_reason", nfeUsed = "nfe_used", verifierCalls = "verifier_calls"
@@ -82,7 +98,11 @@ public struct Manifest: Codable, Sendable {
     public static func decode(_ bytes: [UInt8]) throws -> Manifest {
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return try decoder.decode(Manifest.self, from: Data(bytes))
+        let m = try decoder.decode(Manifest.self, from: Data(bytes))
+        if let v = m.manifestVersion, v > currentVersion {
+            throw AssayError.invalidArgument("this manifest has version \(v), written by a newer Assay (\(m.assayVersion)); this one reads versions 1 to \(currentVersion)")
+        }
+        return m
     }
 }
 

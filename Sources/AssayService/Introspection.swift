@@ -55,6 +55,7 @@ enum Introspection {
         </method>
         <method name="ListPlugins"><arg name="plugins" type="aa{sv}" direction="out"/></method>
         <method name="ListJobs"><arg name="jobs" type="ao" direction="out"/></method>
+        <method name="ListStrategies"><arg name="strategies" type="aa{sv}" direction="out"/></method>
         <method name="ReloadPlugins"/>
         <signal name="PluginsChanged"/>
         <signal name="PluginLoadFailed">
@@ -92,6 +93,7 @@ enum Introspection {
         <property name="NfeUsed" type="u" access="read"/>
         <property name="NfeBudget" type="u" access="read"/>
         <property name="VerifierCalls" type="u" access="read"/>
+        <property name="ReflectorCalls" type="u" access="read"/>
         <property name="Candidates" type="u" access="read"/>
         <property name="BestScore" type="d" access="read"/>
         <property name="ResultPath" type="s" access="read"/>

@@ -52,6 +52,11 @@ extension AssayService {
             let r = msg.makeReturn()
             r.append(.array(elementSignature: "a{sv}", rows))
             return r
+        case "ListStrategies":
+            try requireSignature(msg, "", "ListStrategies()")
+            let r = msg.makeReturn()
+            r.append(.array(elementSignature: "a{sv}", catalog.strategies.keys.sorted().map { StrategyListing.describe(catalog.strategies[$0]!) }))
+            return r
         case "ListJobs":
             try requireSignature(msg, "", "ListJobs()")
             let r = msg.makeReturn()

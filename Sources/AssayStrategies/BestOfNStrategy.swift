@@ -12,28 +12,36 @@ public struct BestOfNStrategy: Strategy {
     /// Largest wave: bounds memory for large n; waves beyond it still batch fully.
     public let maxWave: Int
     public init(maxWave: Int = 64) { self.maxWave = maxWave }
+    /// Wave size when the job has a target_score.
+    public static let anytimeWave = 4
     public var name: String { "best-of-n" }
+    public var summary: String { "random search: n independent samples, the verifier keeps the best" }
     public var needsVerifier: Bool { true }
-    public var defaultN: Int? { 4 }
-    public func plannedNFE(n: Int, nfePerCandidate: Int) -> Int { n * nfePerCandidate }
+    public var options: [StrategyOption] {
+        [.count("n", 1...JobOptions.Limits.maxN, default: 4, "number of independent samples")]
+    }
+    public var sizeOption: String? { "n" }
+    public func plannedNFE(_ options: StrategyOptions, cost: SearchCost) -> Int { options.int("n") * cost.perSample }
 
-    public func run(_ context: JobContext) throws {
+    public func run(_ kit: SearchToolkit) throws {
         var next = 0
-        let n = context.plan.n
+        let n = kit.options.int("n")
         while next < n {
             let wave: Int
-            if let cost = context.nfePerCandidate, cost > 0 {
-                let affordable = context.meter.nfeLeft / cost
+            if let cost = kit.nfePerSample, cost > 0 {
+                let affordable = kit.meter.nfeLeft / cost
                 if affordable == 0 {
                     // Not one more full candidate fits: stop here, on budget.
-                    try context.meter.reserveNFE(cost)
+                    try kit.meter.reserveNFE(cost)
                     return
                 }
-                wave = min(n - next, affordable, maxWave)
+                // With a target the search is anytime: small waves, so it stops soon after
+                // a candidate reaches the target instead of at the end of a big batch.
+                wave = min(n - next, affordable, kit.plan.targetScore == nil ? maxWave : BestOfNStrategy.anytimeWave)
             } else {
                 wave = 1
             }
-            try context.generate(indices: Array(next..<(next + wave)))
+            try kit.finish(try kit.integrate(try kit.roots(wave), to: 0))
             next += wave
         }
     }
@@ -42,6 +50,7 @@ public struct BestOfNStrategy: Strategy {
 /// The strategies this build ships.
 public enum BuiltinStrategies {
     public static var catalog: StrategyCatalog {
-        StrategyCatalog([SingleStrategy(), BestOfNStrategy()])
+        StrategyCatalog([SingleStrategy(), BestOfNStrategy(), ZeroOrderStrategy(), PathsStrategy(),
+                         HalvingStrategy(), ParticlesStrategy()])
     }
 }

@@ -5,10 +5,11 @@ import AssayCore
 public struct SingleStrategy: Strategy {
     public init() {}
     public var name: String { "single" }
+    public var summary: String { "one sample from the job's seed, no search (the baseline)" }
     public var needsVerifier: Bool { false }
-    public var defaultN: Int? { nil }
-    public func plannedNFE(n: Int, nfePerCandidate: Int) -> Int { nfePerCandidate }
-    public func run(_ context: JobContext) throws {
-        try context.generate(indices: [0])
+    public var options: [StrategyOption] { [] }
+    public func plannedNFE(_ options: StrategyOptions, cost: SearchCost) -> Int { cost.perSample }
+    public func run(_ kit: SearchToolkit) throws {
+        try kit.finish(try kit.integrate(try kit.roots(1), to: 0))
     }
 }

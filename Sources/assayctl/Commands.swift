@@ -97,11 +97,25 @@ struct Generate: ParsableCommand {
     @Argument(help: "What the image should show, e.g. \"a red disk top left\".")
     var prompt: String
 
-    @Option(help: "Search strategy: single, best-of-n, ... (see the daemon's Strategies property).")
+    @Option(help: "Search strategy: single, best-of-n, zero-order, paths, halving, particles (the daemon's ListStrategies).")
     var strategy: String?
 
-    @Option(name: .short, help: "Candidates for best-of-n.")
+    @Option(name: .short, help: "Candidates for best-of-n (shorthand for --option n=N).")
     var n: UInt32?
+
+    @Option(name: .customLong("option"),
+            help: ArgumentHelp("A strategy option (see ListStrategies), e.g. iterations=3. Repeatable.", valueName: "key=value"))
+    var strategyOptions: [String] = []
+
+    @Option(name: .customLong("role"),
+            help: ArgumentHelp("The model of a strategy's extra role, e.g. draft=shapes-turbo. Repeatable.", valueName: "role=model"))
+    var roles: [String] = []
+
+    @Option(help: "Reflector plugin id (for strategies that reflect).")
+    var reflector: String?
+
+    @Option(name: .customLong("target-score"), help: "Stop as soon as a finished candidate scores at least this (first verifier).")
+    var targetScore: Double?
 
     @Option(help: "Model plugin id.")
     var model: String?
@@ -134,6 +148,9 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("budget-verifier-calls"), help: "Verifier calls the job may use.")
     var budgetVerifierCalls: UInt32?
 
+    @Option(name: .customLong("budget-reflector-calls"), help: "Reflector calls the job may use.")
+    var budgetReflectorCalls: UInt32?
+
     @Option(name: .customLong("deadline-ms"), help: "Wall-clock limit of the job in milliseconds.")
     var deadlineMs: UInt32?
 
@@ -148,6 +165,12 @@ struct Generate: ParsableCommand {
     func validate() throws {
         for o in samplerOptions where !o.contains("=") || o.hasPrefix("=") {
             throw ValidationError("--sampler-option takes key=value, got '\(o)'")
+        }
+        for o in strategyOptions where !o.contains("=") || o.hasPrefix("=") {
+            throw ValidationError("--option takes key=value, got '\(o)'")
+        }
+        for o in roles where !o.contains("=") || o.hasPrefix("=") {
+            throw ValidationError("--role takes role=model, got '\(o)'")
         }
         if noWait && (result.out != nil || result.contactSheet != nil) {
             throw ValidationError("--no-wait cannot write --out or --contact-sheet: use `assayctl wait JOB --out FILE` later")
@@ -170,6 +193,25 @@ struct Generate: ParsableCommand {
             }
             o["sampler_options"] = .vardict(d)
         }
+        func pairs(_ items: [String]) -> [(String, String)] {
+            items.map { item in
+                let eq = item.firstIndex(of: "=")!
+                return (String(item[..<eq]), String(item[item.index(after: eq)...]))
+            }
+        }
+        if !strategyOptions.isEmpty {
+            // Whole numbers go as u, other numbers as d, anything else as s: what the
+            // strategy's declarations expect (it converts u to d where it wants a number).
+            o["strategy_options"] = .vardict(Dictionary(pairs(strategyOptions).map { k, v in
+                (k, UInt32(v).map { .uint32($0) } ?? Double(v).map { .double($0) } ?? .string(v))
+            }, uniquingKeysWith: { $1 }))
+        }
+        if !roles.isEmpty {
+            o["models"] = .vardict(Dictionary(pairs(roles).map { ($0.0, DBusValue.string($0.1)) }, uniquingKeysWith: { $1 }))
+        }
+        if let reflector { o["reflector"] = .string(reflector) }
+        if let targetScore { o["target_score"] = .double(targetScore) }
+        if let budgetReflectorCalls { o["budget_reflector_calls"] = .uint32(budgetReflectorCalls) }
         if let seed { o["seed"] = .uint64(seed) }
         if let steps { o["steps"] = .uint32(steps) }
         if let guidance { o["guidance"] = .double(guidance) }

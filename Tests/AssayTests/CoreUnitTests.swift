@@ -93,8 +93,9 @@ final class CoreUnitTests: XCTestCase {
             while !gate.current { usleep(1000) }
             order.withLock { $0.append(job.client + job.prompt) }
         }
-        let plan = JobPlan(strategy: "single", model: "m", verifiers: [], sampler: nil, samplerOptions: [:], seed: 1,
-                           steps: 1, guidance: 1, negativePrompt: nil, n: 1, budgetNFE: 1, deadlineMs: nil,
+        let plan = JobPlan(strategy: "single", strategyOptions: StrategyOptions(), model: "m", models: ["base": "m"],
+                           verifiers: [], sampler: nil, samplerOptions: [:], seed: 1,
+                           steps: 1, guidance: 1, negativePrompt: nil, budgetNFE: 1, deadlineMs: nil,
                            budgetVerifierCalls: nil, saveCandidates: false)
         var id: UInt64 = 0
         func job(_ client: String, _ p: String) -> Job { id += 1; return Job(id: id, prompt: p, plan: plan, client: client) }

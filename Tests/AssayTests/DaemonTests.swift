@@ -89,7 +89,7 @@ final class DaemonTests: XCTestCase {
         XCTAssertTrue(d.expectError(invalid) { _ = try d.submit("a red disk", ["budget_nfe": .uint32(3), "steps": .uint32(20)]) }
             .contains("cannot pay for a single sample"))
         XCTAssertTrue(d.expectError(invalid) { _ = try d.submit("a red disk", ["strategy": .string("beam")]) }.contains("known strategies"))
-        XCTAssertTrue(d.expectError(invalid) { _ = try d.submit("a red disk", ["n": .uint32(4)]) }.contains("applies to best-of-n"))
+        XCTAssertTrue(d.expectError(invalid) { _ = try d.submit("a red disk", ["n": .uint32(4)]) }.contains("strategy 'single' has no option 'n'"))
         XCTAssertTrue(d.expectError(invalid) { _ = try d.submit(String(repeating: "red ", count: 100)) }.contains("cannot use this prompt"))
         XCTAssertTrue(d.expectError("io.assay.Error.UnknownPlugin") { _ = try d.submit("a red disk", ["model": .string("sdxl")]) }
             .contains("loaded models: example-model"))

@@ -1,0 +1,115 @@
+import AssayPluginHost
+import CAssayABI
+
+/// One model role of a job (`base`, `draft`, ...) as a metered, guided denoiser: every
+/// evaluation is counted by the job's `BudgetMeter` before it happens, guidance is applied
+/// here, and each text is encoded once per model and reused.
+///
+/// A batch may mix conditions: each row has its own time and condition. The rows of one
+/// evaluation become ONE plugin call (in chunks of the model's max_batch): positive rows
+/// first, then the negative rows of the guided ones. A guided row costs 2 NFEs, an unguided
+/// one 1 (the header's definition: NFEs are model rows). This relies on the model's batch
+/// invariance (ext/model.h): a row's velocity does not depend on its neighbours.
+public final class Denoiser: @unchecked Sendable {
+    public let role: String
+    public let model: ModelPlugin
+    public let meter: BudgetMeter
+    public let context: PluginCallContext
+    /// The model's latent-space id ("assay.latent-space.draft/1"), nil when it declares none.
+    public let latentSpace: String?
+    private var encodings: [String: [Float]] = [:]
+    private var xs: [Float] = []
+    private var ts: [Float] = []
+    private var cs: [Float] = []
+    private var vs: [Float] = []
+    /// Nanoseconds spent inside the plugin's `velocity` (for host-overhead measurement).
+    public private(set) var pluginNs: UInt64 = 0
+
+    public var info: ModelInfo { model.info }
+
+    public init(role: String, model: ModelPlugin, meter: BudgetMeter, context: PluginCallContext) {
+        self.role = role
+        self.model = model
+        self.meter = meter
+        self.context = context
+        latentSpace = model.instance.latentSpaceID
+    }
+
+    /// The encoding of `text`, computed once.
+    public func encoding(_ text: String) throws -> [Float] {
+        if let e = encodings[text] { return e }
+        let e = try model.encode(text, context: context)
+        encodings[text] = e
+        return e
+    }
+
+    /// NFEs one evaluation of rows with these conditions costs.
+    public static func nfe(_ conditions: [Condition]) -> Int {
+        conditions.reduce(0) { $0 + $1.evaluationsPerSample }
+    }
+
+    /// Guided velocity of `conditions.count` rows at times `t` (one per row). Throws
+    /// `BudgetRefusal` when the meter refuses (nothing is evaluated then) and
+    /// `PluginCallError` when the plugin fails.
+    public func velocity(x: UnsafePointer<Float>, t: [Float], conditions: [Condition],
+                         out: UnsafeMutablePointer<Float>) throws {
+        let n = conditions.count, ss = info.sampleSize, csz = info.conditionSize
+        precondition(t.count == n)
+        let guided = conditions.indices.filter { conditions[$0].guidance != 1 }
+        let rows = n + guided.count
+        try meter.reserveNFE(rows)
+        if ts.count < rows { ts = [Float](repeating: 0, count: rows) }
+        if cs.count < rows * csz { cs = [Float](repeating: 0, count: rows * csz) }
+        for r in 0..<n {
+            ts[r] = t[r]
+            cs.replaceSubrange(r * csz..<(r + 1) * csz, with: try encoding(conditions[r].prompt))
+        }
+        for (k, r) in guided.enumerated() {
+            ts[n + k] = t[r]
+            let neg = try encoding(conditions[r].negativePrompt ?? "")
+            cs.replaceSubrange((n + k) * csz..<(n + k + 1) * csz, with: neg)
+        }
+        if guided.isEmpty {
+            try evaluate(rows: rows, x: x, out: out)
+            return
+        }
+        if xs.count < rows * ss {
+            xs = [Float](repeating: 0, count: rows * ss)
+            vs = [Float](repeating: 0, count: rows * ss)
+        }
+        try xs.withUnsafeMutableBufferPointer { xb in
+            try vs.withUnsafeMutableBufferPointer { vb in
+                let xp = xb.baseAddress!, vp = vb.baseAddress!
+                xp.update(from: x, count: n * ss)
+                for (k, r) in guided.enumerated() { (xp + (n + k) * ss).update(from: x + r * ss, count: ss) }
+                try evaluate(rows: rows, x: xp, out: vp)
+                out.update(from: vp, count: n * ss)
+                for (k, r) in guided.enumerated() {
+                    let g = Float(conditions[r].guidance)
+                    let pos = out + r * ss, neg = vp + (n + k) * ss
+                    for i in 0..<ss { pos[i] = neg[i] + g * (pos[i] - neg[i]) }
+                }
+            }
+        }
+    }
+
+    /// Calls the plugin on `rows` rows (conditions and times from the scratch buffers), in
+    /// chunks of the model's max_batch.
+    private func evaluate(rows: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) throws {
+        let ss = info.sampleSize, csz = info.conditionSize
+        let chunk = info.maxBatch > 0 ? info.maxBatch : rows
+        var row = 0
+        while row < rows {
+            let m = min(chunk, rows - row)
+            let p0 = DispatchTimeClock.now()
+            try ts.withUnsafeBufferPointer { tb in
+                try cs.withUnsafeBufferPointer { cb in
+                    try model.velocity(n: m, x: x + row * ss, t: tb.baseAddress! + row,
+                                       conditions: cb.baseAddress! + row * csz, out: out + row * ss, context: context)
+                }
+            }
+            pluginNs += DispatchTimeClock.now() - p0
+            row += m
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import AssayCore
+import AssayDBus
+import Foundation
+import XCTest
+
+/// The search engine through the daemon and real clients: strategies discoverable by a
+/// script, strategy options refused at Submit with D-Bus errors, and a search's lineage in
+/// the version 2 manifest with every node's image.
+final class SearchDaemonTests: XCTestCase {
+    override func setUpWithError() throws {
+        _ = TestEnvironment.pluginsBuilt
+        guard FileManager.default.fileExists(atPath: TestEnvironment.buildPluginsDirectory + "/shapes.so") else {
+            throw XCTSkip("the shapes plugin is not built")
+        }
+    }
+
+    func shapesDaemon() throws -> Daemon {
+        try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
+                   arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
+    }
+
+    func testStrategiesAreListedWithTheirOptionsForScripts() throws {
+        let d = try shapesDaemon()
+        let r = d.bus.cli(["busctl", "--json=short", "call", "io.assay.Assay1", "/io/assay/Assay1", "io.assay.Manager1", "ListStrategies"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let reply = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let list = ((reply["data"] as! [Any])[0] as! [[String: Any]])
+        func field(_ d: [String: Any], _ key: String) -> Any? { (d[key] as? [String: Any])?["data"] }
+        let names = list.compactMap { field($0, "name") as? String }
+        XCTAssertEqual(Set(names), ["single", "best-of-n", "zero-order", "paths", "halving", "particles"])
+        let paths = list.first { field($0, "name") as? String == "paths" }!
+        let options = field(paths, "options") as! [[String: Any]]
+        let backward = options.first { field($0, "name") as? String == "backward" }!
+        XCTAssertEqual(field(backward, "type") as? String, "d")
+        XCTAssertEqual(field(backward, "default") as? Double ?? 0, 0.81, accuracy: 1e-9)
+        XCTAssertTrue((field(backward, "help") as? String ?? "").contains("must exceed forward"))
+        let m = options.first { field($0, "name") as? String == "m" }!
+        XCTAssertEqual(field(m, "sizes_to_budget") as? Bool, true)
+        XCTAssertEqual(field(paths, "roles") as? [String], ["base"])
+    }
+
+    func testBadStrategyOptionsGetADBusErrorAndMakeNoJob() throws {
+        let d = try shapesDaemon()
+        let r = d.bus.cli(["gdbus", "call", "--dest", "io.assay.Assay1", "--object-path", "/io/assay/Assay1", "--method",
+                           "io.assay.Manager1.Submit", "a red circle",
+                           "{'strategy': <'paths'>, 'strategy_options': <{'forward': <0.9>, 'backward': <0.5>}>}"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("io.assay.Error.InvalidArgument") && r.stderr.contains("backward > forward"), r.stderr)
+        let wrongType = d.expectError("io.assay.Error.InvalidArgument") {
+            _ = try d.submit("a red circle", ["strategy_options": .string("n=3")])
+        }
+        XCTAssertTrue(wrongType.contains("strategy_options") && wrongType.contains("a{sv}"), wrongType)
+        XCTAssertEqual(try d.callManager("ListJobs").first?.arrayValue?.count, 0)
+        d.assertAlive()
+    }
+
+    /// A zero-order search's manifest (version 2): every node, the chosen path from a root to
+    /// the result, each decoded node's image on disk, and the new Job1 property.
+    func testASearchWritesItsLineageAndImagesToTheManifest() throws {
+        let d = try shapesDaemon()
+        let job = try d.submit("a blue square", [
+            "strategy": .string("zero-order"), "steps": .uint32(6), "seed": .uint64(3), "save_candidates": .bool(true),
+            "strategy_options": .vardict(["n": .uint32(2), "iterations": .uint32(2)]),
+        ])
+        XCTAssertEqual(try d.waitFinished(job, timeout: 300), "done")
+        XCTAssertEqual(try d.property(job, "ReflectorCalls"), .uint32(0))
+        let m = try d.manifest(job)
+        XCTAssertEqual(m["manifest_version"] as? Int, 2)
+        let nodes = m["nodes"] as! [[String: Any]]
+        XCTAssertEqual(nodes.filter { $0["op"] as? String == "neighbour" }.count, 4)
+        let chosen = m["chosen_path"] as! [Int]
+        XCTAssertEqual(chosen.last, m["result_node"] as? Int)
+        XCTAssertTrue(nodes[chosen[0]]["parent"] is NSNull || nodes[chosen[0]]["parent"] == nil)
+        for (a, b) in zip(chosen, chosen.dropFirst()) { XCTAssertEqual(nodes[b]["parent"] as? Int, a) }
+        let dir = (try d.string(job, "ManifestPath") as NSString).deletingLastPathComponent
+        let imaged = nodes.compactMap { $0["image"] as? String }
+        XCTAssertEqual(imaged.count, 5, "1 pivot + 4 neighbours decoded")
+        for f in imaged { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + f), f) }
+        let plan = m["plan"] as! [String: Any]
+        XCTAssertEqual((plan["strategy_options"] as? [String: Any])?["iterations"] as? Double, 2)
+        XCTAssertNil(plan["n"], "n now lives in strategy_options")
+    }
+
+    /// Manifests of version 1 (before the search engine) still decode, best-of-n's top-level
+    /// n becoming its strategy option; a newer version is refused with a reason.
+    func testOlderManifestsDecodeAndNewerOnesAreRefused() throws {
+        let v1 = """
+        {"assay_version": "0.3.0", "abi_version": "1.1.0", "job_id": 4, "prompt": "a red circle",
+         "plan": {"strategy": "best-of-n", "model": "shapes", "verifiers": ["shapes-checker"], "seed": 5, "steps": 8,
+                  "guidance": 1.75, "n": 3, "budget_nfe": 48, "save_candidates": false, "sampler_options": {}},
+         "plugins": [], "candidates": [], "state": "done", "stop_reason": "completed", "nfe_used": 48,
+         "verifier_calls": 3, "reflector_calls": 0,
+         "timings": {"queued_ms": 0, "run_ms": 1, "sampling_ms": 1, "model_ms": 1, "decode_ms": 0, "verifier_ms": 0, "write_ms": 0}}
+        """
+        let m = try Manifest.decode(Array(v1.utf8))
+        XCTAssertNil(m.manifestVersion)
+        XCTAssertEqual(m.plan.strategyOptions.int("n"), 3)
+        XCTAssertEqual(m.plan.models, ["base": "shapes"])
+        XCTAssertEqual(m.plan.asOptionValues["strategy_options"], .dictionary(["n": .double(3)]))
+        let v9 = v1.replacingOccurrences(of: "{\"assay_version\"", with: "{\"manifest_version\": 9, \"assay_version\"")
+        XCTAssertThrowsError(try Manifest.decode(Array(v9.utf8))) { e in
+            XCTAssertTrue("\(e)".contains("version 9, written by a newer Assay"), "\(e)")
+        }
+    }
+}

@@ -1,0 +1,195 @@
+import AssayCore
+import AssayPluginHost
+import AssayStrategies
+import XCTest
+
+/// Every strategy, in process through the strategy test kit, on the embedded shapes model
+/// and the exact checker (8 steps with guidance: 16 NFEs a sample, to keep tests quick).
+final class StrategyTests: XCTestCase {
+    static let prompt = "a red circle"
+    static let common: [String: OptionValue] = ["steps": .unsigned(8), "seed": .unsigned(11)]
+    /// A small search per strategy.
+    static let searches: [(String, [String: OptionValue])] = [
+        ("single", [:]),
+        ("best-of-n", ["n": .unsigned(4)]),
+        ("zero-order", ["n": .unsigned(2), "iterations": .unsigned(2)]),
+        ("paths", ["n": .unsigned(2), "m": .unsigned(2), "length": .unsigned(2)]),
+        ("halving", ["n": .unsigned(6), "rounds": .unsigned(2)]),
+        ("particles", ["n": .unsigned(3), "interval": .unsigned(2)]),
+    ]
+
+    func options(_ strategy: String, _ own: [String: OptionValue], _ extra: [String: OptionValue] = [:]) -> [String: OptionValue] {
+        var o = StrategyTests.common.merging(extra) { $1 }
+        o["strategy"] = .string(strategy)
+        if !own.isEmpty { o["strategy_options"] = .dictionary(own) }
+        return o
+    }
+
+    func testEveryStrategyIsTestedHere() {
+        XCTAssertEqual(Set(StrategyTests.searches.map(\.0)), Set(BuiltinStrategies.catalog.strategies.keys))
+    }
+
+    /// Same plan, same search: every node bit for bit, the same result; and the lineage
+    /// holds together (parents exist and come first, the result's path leads to a root, the
+    /// nodes' NFEs add up to what the meter counted).
+    func testEveryStrategyReplaysBitIdenticallyWithConsistentLineage() throws {
+        let k = try StrategyKit.require()
+        for (name, own) in StrategyTests.searches {
+            let a = try k.run(StrategyTests.prompt, options(name, own))
+            let b = try k.run(StrategyTests.prompt, options(name, own))
+            XCTAssertNil(a.stop, "\(name) stopped early: \(String(describing: a.stop))")
+            XCTAssertEqual(a.kit.nodes, b.kit.nodes, "\(name): the search tree differs between two runs of one plan")
+            XCTAssertEqual(a.best?.node, b.best?.node, name)
+            XCTAssertEqual(a.best?.latent, b.best?.latent, name)
+            let nodes = a.kit.nodes
+            XCTAssertFalse(nodes.isEmpty, name)
+            for n in nodes {
+                XCTAssertEqual(n.id, nodes.firstIndex(of: n), name)
+                if let p = n.parent { XCTAssertLessThan(p, n.id, "\(name): node \(n.id)'s parent comes after it") } else {
+                    XCTAssertEqual(n.op, .noise, "\(name): root \(n.id) is not a noise")
+                }
+            }
+            guard let best = a.best else { return XCTFail("\(name) found nothing") }
+            let path = a.kit.path(to: best.node)
+            XCTAssertNil(nodes[path[0]].parent, name)
+            XCTAssertEqual(path.last, best.node, name)
+            XCTAssertEqual(nodes[best.node].pool, SearchToolkit.finalPool, name)
+            XCTAssertEqual(nodes[best.node].tTo, 0, name)
+            XCTAssertEqual(nodes.reduce(0) { $0 + $1.nfe }, a.kit.meter.nfeUsed, "\(name): nodes' NFEs do not add up to the meter's")
+            XCTAssertEqual(a.kit.meter.nfeUsed, BuiltinStrategies.catalog.strategies[name]!.plannedNFE(a.kit.options, cost: a.kit.cost),
+                           "\(name) spent other than it planned")
+        }
+    }
+
+    /// A node recomputed alone (a batch of one, from its ancestors) equals its value in the
+    /// search's batches: the model's batch invariance and tree-keyed noise together.
+    func testNodesReplayedAloneEqualTheirValueInTheBatch() throws {
+        let k = try StrategyKit.require()
+        for (name, own) in StrategyTests.searches where name != "single" {
+            let r = try k.run(StrategyTests.prompt, options(name, own, ["budget_nfe": .unsigned(100_000)]))
+            let nodes = r.kit.nodes
+            var picks = Set([r.best!.node, nodes.count - 1, nodes.count / 2])
+            if let x0 = nodes.last(where: { $0.op == .x0 }) { picks.insert(x0.id) }
+            for id in picks.sorted() {
+                let alone = try r.kit.replay(id)
+                let sha = alone.withUnsafeBytes { SHA256.hex(Array($0)) }
+                XCTAssertEqual(sha, nodes[id].latentSHA256, "\(name): node \(id) (\(nodes[id].op)) replayed alone differs from its value in the batch")
+            }
+        }
+    }
+
+    /// Halving's checkpoints split the schedule at its own points and reuse the probe's
+    /// velocity, so its survivors are exactly best-of-n's candidates of the same roots.
+    func testHalvingSurvivorsAreBestOfNsCandidatesOfTheSameSeeds() throws {
+        let k = try StrategyKit.require()
+        let halving = try k.run(StrategyTests.prompt, options("halving", ["n": .unsigned(6)]))
+        let bon = try k.run(StrategyTests.prompt, options("best-of-n", ["n": .unsigned(6)]))
+        XCTAssertEqual(halving.kit.candidates.count, 1, "6 -> 3 -> 1 with keep 0.5")
+        for c in halving.kit.candidates {
+            let root = Int(halving.kit.nodes[halving.kit.root(of: c.node)].seedPath[0])
+            XCTAssertEqual(c.latent, bon.kit.candidates[root].latent, "halving's survivor of root \(root) differs from best-of-n's candidate \(root)")
+        }
+        // It costs less: 6 candidates for 2 steps, 3 for 3, 1 for 3, plus one probe for each
+        // of the 5 dropped (guided, 2 NFEs an evaluation): 2*(12+9+3+5) = 58 < 96.
+        XCTAssertEqual(halving.kit.meter.nfeUsed, 58)
+        XCTAssertEqual(bon.kit.meter.nfeUsed, 96)
+    }
+
+    /// No strategy ever spends past its budget, tiny budgets included, and one too small
+    /// for a sample is refused at planning.
+    func testNoStrategyExceedsItsBudget() throws {
+        let k = try StrategyKit.require()
+        let big: [String: [String: OptionValue]] = [
+            "best-of-n": ["n": .unsigned(50)], "zero-order": ["iterations": .unsigned(20)],
+            "paths": ["m": .unsigned(8), "length": .unsigned(2)], "halving": ["n": .unsigned(40)],
+            "particles": ["n": .unsigned(20)], "single": [:],
+        ]
+        for (name, own) in big {
+            for budget in [16, 17, 31, 50, 75] {
+                let r = try k.run(StrategyTests.prompt, options(name, own, ["budget_nfe": .unsigned(UInt64(budget))]))
+                XCTAssertLessThanOrEqual(r.kit.meter.nfeUsed, budget, "\(name) overspent budget \(budget)")
+                // Work lost to a refusal mid-batch is spent but makes no node.
+                XCTAssertLessThanOrEqual(r.kit.nodes.reduce(0) { $0 + $1.nfe }, r.kit.meter.nfeUsed, name)
+                // Two samples' worth always finishes something (paths pays one extra step for
+                // splitting the schedule at sigma, so one sample's worth may not).
+                if budget >= 31 { XCTAssertFalse(r.kit.candidates.isEmpty, "\(name) with budget \(budget) finished nothing") }
+            }
+        }
+        // Sized to the budget when the size is left out: best-of-n at 80 NFEs runs 5 samples.
+        let sized = try k.plan(StrategyTests.prompt, options("best-of-n", [:], ["budget_nfe": .unsigned(80)]))
+        XCTAssertEqual(sized.strategyOptions.int("n"), 5)
+        let calls = try k.run(StrategyTests.prompt, options("best-of-n", ["n": .unsigned(6)], ["budget_verifier_calls": .unsigned(3)]))
+        XCTAssertLessThanOrEqual(calls.kit.meter.verifierCalls, 3)
+        XCTAssertEqual(calls.stop, .budget)
+    }
+
+    func testBadStrategyOptionsAreRefusedWithWhatToChange() throws {
+        let k = try StrategyKit.require()
+        func refusal(_ strategy: String, _ own: [String: OptionValue], _ extra: [String: OptionValue] = [:]) -> String {
+            do {
+                _ = try k.plan(StrategyTests.prompt, options(strategy, own, extra))
+                return "(accepted)"
+            } catch let e as AssayError {
+                XCTAssertEqual(e.name, "io.assay.Error.InvalidArgument")
+                return e.message
+            } catch { return "\(error)" }
+        }
+        var m = refusal("paths", ["forward": .double(0.8), "backward": .double(0.5)])
+        XCTAssertTrue(m.contains("backward > forward") && m.contains("raise backward"), m)
+        m = refusal("zero-order", ["neighbors": .unsigned(3)])
+        XCTAssertTrue(m.contains("has no option 'neighbors'") && m.contains("n, iterations, similarity"), m)
+        m = refusal("zero-order", ["similarity": .double(1.5)])
+        XCTAssertTrue(m.contains("'similarity'") && m.contains("between 0.0 and 0.9999"), m)
+        m = refusal("particles", ["potential": .string("mean")])
+        XCTAssertTrue(m.contains("one of max, diff, last"), m)
+        m = refusal("halving", ["n": .string("8")])
+        XCTAssertTrue(m.contains("must be a whole number (u)"), m)
+        m = refusal("best-of-n", ["n": .unsigned(3)], ["n": .unsigned(4)])
+        XCTAssertTrue(m.contains("disagree"), m)
+        m = refusal("single", ["n": .unsigned(3)])
+        XCTAssertTrue(m.contains("strategy 'single' has no option 'n'"), m)
+        m = refusal("zero-order", [:], ["models": .dictionary(["draft": .string("shapes-turbo")])])
+        XCTAssertTrue(m.contains("has no model role 'draft'"), m)
+    }
+
+    /// Cancelled mid-search, a strategy keeps what it finished: the best so far.
+    func testCancelMidSearchKeepsTheBestSoFar() throws {
+        let k = try StrategyKit.require()
+        let r = try k.run(StrategyTests.prompt, options("zero-order", ["n": .unsigned(1), "iterations": .unsigned(8)]),
+                          cancelWhen: { $0.snapshot.candidates >= 3 })
+        XCTAssertEqual(r.stop, .cancelled)
+        XCTAssertGreaterThanOrEqual(r.kit.candidates.count, 3)
+        XCTAssertLessThan(r.kit.candidates.count, 9)
+        XCTAssertNotNil(r.best)
+    }
+
+    /// target_score makes any search anytime: it stops at the first finished candidate that
+    /// reaches it.
+    func testTargetScoreStopsTheSearchAtTheFirstCandidateThatReachesIt() throws {
+        let k = try StrategyKit.require()
+        let r = try k.run(StrategyTests.prompt, options("best-of-n", ["n": .unsigned(16)], ["target_score": .double(1)]))
+        XCTAssertEqual(r.stop, .target)
+        XCTAssertGreaterThanOrEqual(r.kit.bestScore, 1)
+        XCTAssertLessThan(r.kit.candidates.count, 16, "it ran on after reaching the target")
+        XCTAssertLessThan(r.kit.meter.nfeUsed, r.kit.plan.budgetNFE)
+    }
+
+    /// Conditions per row: one row continues under its own negative prompt, costing the
+    /// same, and differs from its twin; rows without it are untouched.
+    func testRowsCarryTheirOwnConditions() throws {
+        let k = try StrategyKit.require()
+        let r = try k.run(StrategyTests.prompt, options("single", [:], ["budget_nfe": .unsigned(1000)]))
+        let kit = r.kit
+        let own = kit.condition(Condition(prompt: StrategyTests.prompt, negativePrompt: "a blue square", guidance: 3))
+        let noise = try kit.roots(2)
+        let mixed = kit.withCondition(noise, rows: [1], condition: own)
+        let before = kit.meter.nfeUsed
+        let out = try kit.integrate(mixed, to: 0)
+        XCTAssertEqual(kit.meter.nfeUsed - before, 2 * 8 * 2)
+        let plain = try kit.integrate(noise, to: 0)
+        XCTAssertEqual(kit.nodes[out.nodes[1]].condition, own)
+        XCTAssertEqual(Array(out.latent(0)), Array(plain.latent(0)), "a row is unaffected by its neighbour's condition")
+        XCTAssertNotEqual(Array(out.latent(1)), Array(plain.latent(1)), "the negative prompt changed nothing")
+        XCTAssertEqual(kit.conditions.count, 2)
+    }
+}
