@@ -52,8 +52,11 @@ SHE_WEIGHTS_OUT += $(OUT_ABS)/shapes-turbo.safetensors
 endif
 EXTRA_PLUGINS += $(SHE_WEIGHTS_OUT)
 
-$(SHE_PLUGIN): $(SHE_DIR)/shapes-model.c $(SHE_SRCS) $(SHE_HDRS) $(DEPS) $(SHE_DIR)/engine.mk $(SHE_WEIGHTS_OUT) \
-               | $(OUT_ABS)
+# The draft headers (ext/draft/, not in DEPS) that shapes-model.c includes.
+SHE_DRAFT_HDRS := $(wildcard $(INCLUDE_DIR)/assay/ext/draft/*.h)
+
+$(SHE_PLUGIN): $(SHE_DIR)/shapes-model.c $(SHE_SRCS) $(SHE_HDRS) $(DEPS) $(SHE_DRAFT_HDRS) $(SHE_DIR)/engine.mk \
+               $(SHE_WEIGHTS_OUT) | $(OUT_ABS)
 	$(CC) $(SHE_CFLAGS) -o $@ $< $(SHE_SRCS) $(PLUGIN_LDFLAGS) $(SHE_LIBS)
 
 # Copy to a temporary name, then rename: a watcher never sees a half-written file.
@@ -76,7 +79,8 @@ $(SHE_BUILD)/test_corrupt: $(SHE_DIR)/tests/test_corrupt.c $(SHE_DIR)/tests/test
 	mkdir -p $(SHE_BUILD)
 	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< $(SHE_SRCS) $(SHE_LIBS) -lm
 
-$(SHE_BUILD)/test_plugin: $(SHE_DIR)/tests/test_plugin.c $(SHE_DIR)/tests/testutil.h $(DEPS) $(SHE_DIR)/engine.mk
+$(SHE_BUILD)/test_plugin: $(SHE_DIR)/tests/test_plugin.c $(SHE_DIR)/tests/testutil.h $(DEPS) $(SHE_DRAFT_HDRS) \
+                          $(SHE_DIR)/engine.mk
 	mkdir -p $(SHE_BUILD)
 	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< -ldl -pthread -lm
 

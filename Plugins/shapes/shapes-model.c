@@ -8,8 +8,13 @@
  *                   base trajectory from any x_t in a few steps (SF2 Co-Fusion sketches)
  *                   (shapes-turbo.safetensors; refused unless its metadata names a teacher).
  *
- *   kind model, interfaces "assay.model/1" and "assay.model-blocks/1".
+ *   kind model, interfaces "assay.model/1", "assay.model-blocks/1" and (draft)
+ *   "assay.latent-space.draft/1".
  *   Latent = pixel space: 3 x 32 x 32 floats in [-1, 1] (CHW, RGB); image 32 x 32.
+ *   Latent-space id "io.assay.shapes/rgb-<C>x<H>x<W>/1" from the weights' config
+ *   ("io.assay.shapes/rgb-3x32x32/1"): the same for shapes and shapes-turbo (the student
+ *   was distilled on the base model's trajectories in this very space, so a latent hands
+ *   over between them), another one for a differently shaped model.
  *   Condition = the text encoder's output for the prompt: max_tokens x width token states
  *   followed by their mean (8 x 160 + 160 = 1440 floats for the default config).
  *   Sampling defaults (steps, guidance, schedule shift) come from the weights' metadata.
@@ -27,6 +32,7 @@
  * in the entry's init (main thread) before any instance exists. */
 
 #include <assay/assay.h>
+#include <assay/ext/draft/latent-space.h>
 
 #include <math.h>
 #include <stdarg.h>
@@ -86,6 +92,7 @@ typedef struct sm_instance {
    const shapes_config_t *cfg;
    int threads;
    char weights_path[SM_MAX_PATH];
+   char latent_id[64]; /* assay.latent-space.draft/1 id, set by init */
 } sm_instance_t;
 
 static const sm_instance_t *sm_self(const assay_plugin_t *plugin) {
@@ -173,6 +180,9 @@ static assay_result_t sm_init(const assay_plugin_t *plugin, const assay_options_
       return ASSAY_ERR_INVALID_ARGUMENT;
    }
    self->cfg = shapes_engine_config(self->engine);
+   /* Pixel space, so the shape is the whole meaning: [-1, 1] RGB, CHW. */
+   snprintf(self->latent_id, sizeof self->latent_id, "io.assay.shapes/rgb-%dx%dx%d/1", self->cfg->in_channels,
+            self->cfg->image_size, self->cfg->image_size);
    shapes_engine_set_threads(self->threads);
    if (self->host != NULL && self->host->log != NULL) {
       char line[SM_MAX_PATH + 400];
@@ -360,6 +370,16 @@ static const assay_model_blocks_ext_t sm_blocks_ext = {
    .epilogue = sm_epilogue,
 };
 
+/* ---- assay.latent-space.draft/1 ---------------------------------------------------- */
+
+static const char *sm_latent_space_id(const assay_plugin_t *plugin) {
+   return sm_self(plugin)->latent_id;
+}
+
+static const assay_latent_space_ext_t sm_latent_space_ext = {
+   .id = sm_latent_space_id,
+};
+
 static const void *sm_get_extension(const assay_plugin_t *plugin, const char *id) {
    (void)plugin;
    if (id == NULL)
@@ -368,6 +388,8 @@ static const void *sm_get_extension(const assay_plugin_t *plugin, const char *id
       return &sm_model_ext;
    if (strcmp(id, ASSAY_EXT_MODEL_BLOCKS) == 0)
       return &sm_blocks_ext;
+   if (strcmp(id, ASSAY_EXT_LATENT_SPACE_DRAFT) == 0)
+      return &sm_latent_space_ext;
    return NULL;
 }
 

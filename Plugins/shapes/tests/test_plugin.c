@@ -6,12 +6,14 @@
  * Checks: exactly the ABI's exported symbol, descriptors (shapes, shapes-turbo), refusal
  * reasons (missing weights, base weights offered to shapes-turbo,
  * corrupt weights, bad options), weights found beside the library, info, encode (and its
- * errors), velocity determinism, batch invariance (shapes and shapes-turbo: a row alone ==
+ * errors), the draft latent-space id (equal for shapes and shapes-turbo, another for the
+ * tiny model), velocity determinism, batch invariance (shapes and shapes-turbo: a row alone ==
  * its row in any batch, guided ones too, bit for bit), prologue + all blocks + epilogue ==
  * velocity bit for bit, a cached evaluation (skipping blocks), decode rounding, two threads
  * at once. */
 #define _POSIX_C_SOURCE 200809L
 #include <assay/assay.h>
+#include <assay/ext/draft/latent-space.h>
 #include <dlfcn.h>
 #include <pthread.h>
 
@@ -137,6 +139,27 @@ static void *tmain(void *a) {
    for (int r = 0; r < 4; r++)
       t->rc = t->m->velocity(t->p, &call, t->n, t->x, t->t, t->c, t->v);
    return NULL;
+}
+
+/* The draft latent-space id of an instance, copied into out (at most 128 chars of
+ * [a-z0-9._/-], as latent-space.h requires); "" when the extension or the id is missing
+ * or malformed (and a failed check says which). */
+static void latent_id(const assay_plugin_t *p, const char *label, char *out, size_t size) {
+   out[0] = 0;
+   const assay_latent_space_ext_t *ls = p->get_extension(p, ASSAY_EXT_LATENT_SPACE_DRAFT);
+   CHECK(ls != NULL && ls->id != NULL, "%s: no %s extension", label, ASSAY_EXT_LATENT_SPACE_DRAFT);
+   if (ls == NULL || ls->id == NULL) return;
+   const char *id = ls->id(p);
+   CHECK(id != NULL, "%s: latent-space id is NULL", label);
+   if (id == NULL) return;
+   const size_t n = strlen(id);
+   int ok = n >= 1 && n <= 128;
+   for (size_t i = 0; ok && i < n; i++)
+      ok = (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || strchr("._/-", id[i]) != NULL;
+   CHECK(ok, "%s: latent-space id \"%s\" is not 1-128 chars of [a-z0-9._/-]", label, id);
+   CHECK(ls->id(p) == id, "%s: latent-space id must be constant for the instance's life", label);
+   if (ok) snprintf(out, size, "%s", id);
+   printf("  %s latent space: %s\n", label, id);
 }
 
 /* Batch invariance through the ABI (assay.model/1 velocity contract): a row's velocity is
@@ -272,6 +295,7 @@ int main(int argc, char **argv) {
    check_beside(so, "shapes-turbo");
 
    /* A model with another config and sampling defaults in its metadata (tests/make_tiny.py). */
+   char tiny_space[160] = "";
    if (argc == 5) {
       assay_option_t o_tiny = {"weights", ASSAY_OPTION_STRING, argv[4], 0};
       const assay_plugin_t *pt = make(&o_tiny, 1, &rc);
@@ -289,6 +313,7 @@ int main(int argc, char **argv) {
          CHECK(ti.latent_height == 16 && ti.image_width == 16 && ti.default_steps == 12 &&
                   ti.default_guidance == 2.5f && tb.block_count == 3 && ti.condition_size == 8 * 32 + 32,
                "tiny model info does not follow its metadata");
+         latent_id(pt, "tiny model", tiny_space, sizeof tiny_space);
          pt->destroy(pt);
       }
    }
@@ -304,6 +329,14 @@ int main(int argc, char **argv) {
    CHECK(m != NULL && bx != NULL, "extensions");
    CHECK(p->get_extension(p, "assay.sampler/1") == NULL, "no sampler interface");
    if (m == NULL || bx == NULL) return tu_finish();
+   /* Draft latent-space id: pixel space of the weights' shape; another shape, another id. */
+   char base_space[160];
+   latent_id(p, "shapes", base_space, sizeof base_space);
+   CHECK(strcmp(base_space, "io.assay.shapes/rgb-3x32x32/1") == 0, "shapes latent-space id \"%s\"", base_space);
+   if (argc == 5)
+      CHECK(tiny_space[0] != 0 && strcmp(tiny_space, base_space) != 0,
+            "the tiny 16x16 model must declare another latent space than the 32x32 one (\"%s\" vs \"%s\")",
+            tiny_space, base_space);
    assay_model_info_t info;
    m->get_info(p, &info);
    printf("  info: latent %ux%ux%u, image %ux%u, condition %u, steps %u, guidance %.2f, shift %.2f\n",
@@ -449,6 +482,11 @@ int main(int argc, char **argv) {
                "turbo info: a 1-4 step model without guidance and the base model's latent and condition");
          CHECK(pt->get_extension(pt, ASSAY_EXT_MODEL_BLOCKS) != NULL, "turbo blocks extension");
          batch_invariance(pt, mt, "shapes-turbo");
+         /* The student reads and writes the base model's latents (Co-Fusion hands x_t over). */
+         char turbo_space[160];
+         latent_id(pt, "shapes-turbo", turbo_space, sizeof turbo_space);
+         CHECK(turbo_space[0] != 0 && strcmp(turbo_space, base_space) == 0,
+               "shapes-turbo must declare the base model's latent space (\"%s\" vs \"%s\")", turbo_space, base_space);
 
          /* Co-Fusion premise: from the base model's state x_t at t = 0.8 (4 of 20 guided
           * steps), the student's 4-step sketch (4 NFE) must land nearer the base model's own
