@@ -12,7 +12,7 @@ DESTDIR ?=
 SWIFT ?= swift
 SWIFTFLAGS ?=
 CONFIG ?= release
-DEB_PACKAGES = gcc make pkg-config libdbus-1-dev libopenblas-dev libpng-dev dbus systemd libglib2.0-bin python3 python3-dbus python3-gi
+DEB_PACKAGES = gcc make pkg-config libdbus-1-dev libopenblas-dev libpng-dev dbus systemd libglib2.0-bin python3 python3-dbus python3-gi chromium
 # The Python benchmark tools also need these (Debian's /usr/bin/python3, where python3-dbus is).
 TOOL_PACKAGES = python3-numpy python3-matplotlib
 BIN = $$($(SWIFT) build -c $(CONFIG) $(SWIFTFLAGS) --show-bin-path)

@@ -29,7 +29,7 @@ struct AssayCtl: ParsableCommand {
           6  a local problem: cannot write --out, cannot read a manifest, ...
         """,
         subcommands: [Generate.self, Plugins.self, Jobs.self, Status.self, Cancel.self, Reload.self,
-                      Wait.self, Replay.self, Score.self])
+                      Wait.self, Replay.self, Score.self, ReportCommand.self])
 
     /// Runs the command; maps failures to the documented exit codes (ArgumentParser's own
     /// usage errors would exit 64; they exit 2 here).
