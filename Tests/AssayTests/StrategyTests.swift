@@ -193,3 +193,63 @@ final class StrategyTests: XCTestCase {
         XCTAssertEqual(kit.conditions.count, 2)
     }
 }
+
+/// Reflector calls and model hand-overs through the toolkit.
+final class ToolkitTests: XCTestCase {
+    func options(_ extra: [String: OptionValue]) -> [String: OptionValue] {
+        StrategyTests.common.merging(["strategy": .string("single"), "verifiers": .strings(["shapes-checker"])]) { $1 }
+            .merging(extra) { $1 }
+    }
+
+    /// Reflector calls are metered like verifier calls: counted, and refused past
+    /// budget_reflector_calls.
+    func testReflectorCallsAreMeteredAndBudgeted() throws {
+        let k = try StrategyKit.require()
+        let r = try k.run(StrategyTests.prompt, options(["reflector": .string("shapes-reflector"), "budget_reflector_calls": .unsigned(2)]))
+        let node = try XCTUnwrap(r.best?.node)
+        let feedback = try r.kit.reflect([node, node])
+        XCTAssertEqual(feedback.count, 2)
+        XCTAssertTrue(feedback[0].contains("\"feedback\""), feedback[0])
+        XCTAssertEqual(r.kit.meter.reflectorCalls, 2)
+        XCTAssertEqual(r.kit.job.snapshot.reflectorCalls, 2)
+        XCTAssertThrowsError(try r.kit.reflect([node])) { XCTAssertEqual(($0 as? BudgetRefusal)?.reason, .budget) }
+        XCTAssertEqual(r.kit.meter.reflectorCalls, 2)
+        // A job without a reflector cannot reflect, and an unknown one is refused at planning.
+        let plain = try k.run(StrategyTests.prompt, options([:]))
+        XCTAssertThrowsError(try plain.kit.reflect([plain.best!.node]))
+        XCTAssertThrowsError(try k.plan(StrategyTests.prompt, options(["reflector": .string("shapes-checker")]))) {
+            XCTAssertTrue("\($0)".contains("is a verifier, not a reflector"), "\($0)")
+        }
+    }
+
+    /// A latent passes from one model role to another only when both declare the same
+    /// latent space: the base model and its turbo student do, so the student can finish a
+    /// base trajectory (Co-Fusion's hand-over).
+    func testHandOverNeedsTheSameLatentSpace() throws {
+        let k = try StrategyKit.require()
+        let r = try k.run(StrategyTests.prompt, options(["budget_nfe": .unsigned(1000)]))
+        let kit = r.kit
+        let base = try XCTUnwrap(kit.base.latentSpace, "shapes declares no latent space")
+        guard let turbo = k.registry.instance(id: "shapes-turbo") else { throw XCTSkip("shapes-turbo is not loaded") }
+        XCTAssertEqual(turbo.latentSpaceID, base)
+        let draft = Denoiser(role: "draft", model: ModelPlugin(turbo)!, meter: kit.meter, context: kit.call)
+        let twoRoles = SearchToolkit(job: kit.job, denoisers: ["base": kit.base, "draft": draft], verifiers: kit.verifiers,
+                                     reflector: nil, sampler: nil, meter: kit.meter, call: kit.call)
+        let mid = try twoRoles.integrate(try twoRoles.roots(2), to: twoRoles.times[4])
+        let handed = try twoRoles.handOver(mid, to: "draft")
+        XCTAssertEqual(handed.role, "draft")
+        let done = try twoRoles.integrate(handed, to: 0, steps: 2)
+        XCTAssertEqual(twoRoles.nodes[done.nodes[0]].model, "shapes-turbo")
+        XCTAssertEqual(twoRoles.nodes[done.nodes[0]].nfe, 2, "the student runs unguided: 1 NFE a step")
+        XCTAssertEqual(try twoRoles.finish(done).count, 2)
+        // A model that declares no latent space takes no hand-over.
+        if let example = k.registry.instance(id: "example-model") {
+            let other = Denoiser(role: "other", model: ModelPlugin(example)!, meter: kit.meter, context: kit.call)
+            let mixed = SearchToolkit(job: kit.job, denoisers: ["base": kit.base, "other": other], verifiers: [],
+                                      reflector: nil, sampler: nil, meter: kit.meter, call: kit.call)
+            XCTAssertThrowsError(try mixed.handOver(try mixed.roots(1), to: "other")) {
+                XCTAssertTrue("\($0)".contains("latent spaces are"), "\($0)")
+            }
+        }
+    }
+}

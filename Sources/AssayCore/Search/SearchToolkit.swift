@@ -338,15 +338,24 @@ public final class SearchToolkit: @unchecked Sendable {
     }
 
     /// The rows handed to model role `role`: allowed only when both models declare the same
-    /// latent space (ext/draft/latent-space.h), since equal shapes alone do not make equal meaning.
-    public func handOver(_ b: LatentBatch, to role: String) throws -> LatentBatch {
+    /// latent space (ext/draft/latent-space.h), since equal shapes alone do not make equal
+    /// meaning. Each row keeps its prompt but takes the new model's default guidance (a
+    /// distilled student runs unguided, so its rows drop their negative prompt), unless
+    /// `condition` names the condition to continue with.
+    public func handOver(_ b: LatentBatch, to role: String, condition: Int? = nil) throws -> LatentBatch {
         let from = try denoiser(b.role), to = try denoiser(role)
         guard let a = from.latentSpace, let c = to.latentSpace, a == c else {
             throw AssayError.invalidArgument("model '\(to.model.instance.id)' (role \(role)) cannot continue latents of model '\(from.model.instance.id)' (role \(b.role)): their latent spaces are \(from.latentSpace ?? "undeclared") and \(to.latentSpace ?? "undeclared") (a hand-over needs both to declare the same id)")
         }
+        let g = to.info.defaultGuidance
+        let conds = b.conditions.map { i -> Int in
+            if let condition { return condition }
+            let old = conditions[i]
+            return self.condition(Condition(prompt: old.prompt, negativePrompt: g != 1 ? old.negativePrompt : nil, guidance: g))
+        }
         let ids = addNodes(parents: b.nodes.map { Optional($0) }, op: .handover, role: role, tFrom: b.t, tTo: b.t,
-                           conditions: b.conditions, nfe: Array(repeating: 0, count: b.count), x: b.x)
-        return LatentBatch(nodes: ids, x: b.x, t: b.t, conditions: b.conditions, role: role)
+                           conditions: conds, nfe: Array(repeating: 0, count: b.count), x: b.x)
+        return LatentBatch(nodes: ids, x: b.x, t: b.t, conditions: conds, role: role)
     }
 
     // MARK: scoring, pools, candidates
