@@ -102,4 +102,30 @@ final class SearchDaemonTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("version 9, written by a newer Assay"), "\(e)")
         }
     }
+
+    /// Every strategy, through the real CLI: `assayctl generate --option ...` runs it, and
+    /// `assayctl replay` of its manifest reproduces the result bit for bit in a new job.
+    func testEveryStrategyReplaysFromItsManifestThroughTheCLI() throws {
+        let d = try shapesDaemon()
+        let dir = TestEnvironment.temporaryDirectory("search-cli")
+        let runs: [(String, [String])] = [
+            ("best-of-n", ["n=3"]), ("zero-order", ["n=2", "iterations=1", "similarity=0.9"]),
+            ("paths", ["n=2", "m=2", "length=2"]), ("halving", ["n=4", "rounds=1"]),
+            ("particles", ["n=3", "interval=2", "potential=diff"]),
+        ]
+        for (strategy, options) in runs {
+            let first = Shell.run([TestEnvironment.assayctlPath, "--address", d.bus.address, "generate", "a red circle",
+                                   "--strategy", strategy, "--steps", "6", "--seed", "21", "--json", "-q",
+                                   "--out", dir + "/\(strategy).png"] + options.flatMap { ["--option", $0] }, timeout: 300)
+            XCTAssertEqual(first.status, 0, "\(strategy): \(first.stderr)")
+            let out = try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as! [String: Any]
+            let manifest = try XCTUnwrap(out["manifest_path"] as? String)
+            let replay = Shell.run([TestEnvironment.assayctlPath, "--address", d.bus.address, "replay", manifest, "--json", "-q",
+                                    "--out", dir + "/\(strategy)-replay.png"], timeout: 300)
+            XCTAssertEqual(replay.status, 0, "\(strategy) did not replay: \(replay.stdout) \(replay.stderr)")
+            let r = try JSONSerialization.jsonObject(with: Data(replay.stdout.utf8)) as! [String: Any]
+            XCTAssertEqual(r["reproduced"] as? Bool, true, strategy)
+            XCTAssertEqual(r["strategy"] as? String, strategy)
+        }
+    }
 }

@@ -174,6 +174,24 @@ final class StrategyTests: XCTestCase {
         XCTAssertLessThan(r.kit.meter.nfeUsed, r.kit.plan.budgetNFE)
     }
 
+    /// Particles resample (keyed, so it replays) and, on the stochastic sampler, copies of
+    /// one particle part ways after resampling instead of staying identical.
+    func testParticlesResampleAndTheirCopiesDiverge() throws {
+        let k = try StrategyKit.require()
+        let own: [String: OptionValue] = ["n": .unsigned(4), "interval": .unsigned(2), "resample": .string("interval"),
+                                          "lambda": .double(50), "potential": .string("diff")]
+        let r = try k.run(StrategyTests.prompt, options("particles", own))
+        XCTAssertNil(r.stop)
+        let nodes = r.kit.nodes
+        let copies = nodes.filter { $0.op == .resample }
+        XCTAssertEqual(copies.count, 4 * 3, "3 resamplings of 4 particles at steps 2, 4, 6 of 8")
+        let byParent = Dictionary(grouping: copies, by: { $0.parent! })
+        let twins = try XCTUnwrap(byParent.values.first { $0.count >= 2 }, "resampling never picked a particle twice")
+        let next = twins.prefix(2).map { t in nodes.first { $0.parent == t.id && $0.op == .sde }!.latentSHA256 }
+        XCTAssertNotEqual(next[0], next[1], "copies of one particle stayed identical")
+        XCTAssertEqual(try k.run(StrategyTests.prompt, options("particles", own)).kit.nodes, nodes)
+    }
+
     /// Conditions per row: one row continues under its own negative prompt, costing the
     /// same, and differs from its twin; rows without it are untouched.
     func testRowsCarryTheirOwnConditions() throws {

@@ -13,7 +13,12 @@ public enum NoiseSource {
 
     /// The seed of candidate `index` of a job seeded with `jobSeed`.
     public static func candidateSeed(jobSeed: UInt64, index: Int) -> UInt64 {
-        mix(jobSeed ^ mix(UInt64(index) &+ 1))
+        childSeed(jobSeed, UInt64(index))
+    }
+
+    /// The seed of child `k` of a node seeded `seed` (root i of a job is child i of the job).
+    public static func childSeed(_ seed: UInt64, _ k: UInt64) -> UInt64 {
+        mix(seed ^ mix(k &+ 1))
     }
 
     /// `count` standard normal floats from xoshiro256** and the Box-Muller transform.
@@ -46,7 +51,7 @@ extension NoiseSource {
     /// position. A node's noise therefore depends only on where it sits in the tree, never
     /// on the batch or wave it was computed in, so any node replays alone.
     public static func seed(jobSeed: UInt64, path: [UInt64]) -> UInt64 {
-        path.reduce(jobSeed) { candidateSeed(jobSeed: $0, index: Int(truncatingIfNeeded: $1)) }
+        path.reduce(jobSeed) { childSeed($0, $1) }
     }
 
     /// A neighbour of `pivot` (tt-scale-flux's zero-order step, made reproducible): a
