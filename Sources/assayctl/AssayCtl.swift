@@ -28,7 +28,7 @@ struct AssayCtl: ParsableCommand {
              at once); Ctrl-C during wait leaves the job alone (exit 130).
           6  a local problem: cannot write --out, cannot read a manifest, ...
         """,
-        subcommands: [Generate.self, Plugins.self, Jobs.self, Status.self, Cancel.self, Reload.self,
+        subcommands: [Generate.self, Plugins.self, Strategies.self, Jobs.self, Status.self, Cancel.self, Reload.self,
                       Wait.self, Replay.self, Score.self, ReportCommand.self])
 
     /// Runs the command; maps failures to the documented exit codes (ArgumentParser's own

@@ -339,6 +339,39 @@ struct Plugins: ParsableCommand {
     }
 }
 
+struct Strategies: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the daemon's search strategies and their options (pass them with generate --option key=value).")
+
+    @OptionGroup var bus: BusOptions
+
+    @Flag(help: "Print a JSON array on stdout.")
+    var json = false
+
+    func run() throws {
+        let list = try Client(bus).manager("ListStrategies").first?.arrayValue?.compactMap(\.vardictValue) ?? []
+        if json { try printJSON(list.map { jsonValue(.vardict($0)) }); return }
+        for s in list {
+            print("\(s["name"]?.stringValue ?? "?"): \(s["summary"]?.stringValue ?? "")")
+            let options = s["options"]?.arrayValue?.compactMap(\.vardictValue) ?? []
+            printTable(["  OPTION", "TYPE", "DEFAULT", "RANGE", "MEANING"], options.map { o in
+                func text(_ v: DBusValue?) -> String {
+                    switch v {
+                    case .uint32(let u)?: return String(u)
+                    case .double(let d)?: return String(d)
+                    case .string(let x)?: return x
+                    case .array(_, let items)?: return items.compactMap(\.stringValue).joined(separator: "|")
+                    default: return "-"
+                    }
+                }
+                let range = o["choices"] != nil ? text(o["choices"]) : "\(text(o["min"]))..\(text(o["max"]))"
+                let sized = o["sizes_to_budget"] != nil ? " (grows with budget_nfe)" : ""
+                return ["  " + text(o["name"]), text(o["type"]), text(o["default"]), range, text(o["help"]) + sized]
+            })
+        }
+    }
+}
+
 struct Jobs: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the jobs on the bus (queued, running, recently finished).")
 

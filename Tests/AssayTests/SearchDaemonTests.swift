@@ -37,6 +37,12 @@ final class SearchDaemonTests: XCTestCase {
         let m = options.first { field($0, "name") as? String == "m" }!
         XCTAssertEqual(field(m, "sizes_to_budget") as? Bool, true)
         XCTAssertEqual(field(paths, "roles") as? [String], ["base"])
+        // The same for a person, through assayctl.
+        let cli = Shell.run([TestEnvironment.assayctlPath, "--address", d.bus.address, "strategies"])
+        XCTAssertEqual(cli.status, 0, cli.stderr)
+        for text in ["paths: search over paths", "backward", "0.81", "halving:", "(grows with budget_nfe)", "max|diff|last"] {
+            XCTAssertTrue(cli.stdout.contains(text), "assayctl strategies lacks '\(text)':\n\(cli.stdout)")
+        }
     }
 
     func testBadStrategyOptionsGetADBusErrorAndMakeNoJob() throws {
