@@ -20,6 +20,11 @@ extern "C" {
  * Structs in this header set are FROZEN within a major version: nothing is ever appended to
  * them. Growth happens through versioned extension ids ("assay.model/1", "assay.model/2").
  * Enums are uint32_t values where 0 means "unknown".
+ * The draft tier is outside this rule: extensions under ext/draft/ (ids with ".draft/")
+ * are unstable, may change in any minor version, and are included one by one (never by
+ * assay.h). One leaves the tier, with a frozen id, after a real plugin and the host have
+ * both used it for a release (ext/draft/latent-space.h: shapes and shapes-turbo declare
+ * it, the host's model hand-over checks it).
  *
  * History: 1.0 the entry, factory, host, model, sampler, verifier and reflector
  * interfaces; 1.1 adds the optional extensions "assay.model-blocks/1" (ext/blocks.h)
