@@ -17,6 +17,12 @@ public struct ZeroOrderStrategy: Strategy {
          .number("similarity", 0...0.9999, default: 0.95, "cosine similarity of a neighbour to its pivot")]
     }
     public var sizeOption: String? { "iterations" }
+    /// Sized to a budget, the last iteration may have fewer than n neighbours: every sample
+    /// the budget pays for is used (n = 4 at 160 NFEs of 40 gives one iteration of 3).
+    public func size(toFill budget: Int, _ options: StrategyOptions, cost: SearchCost) -> Int? {
+        let samples = budget / max(1, cost.perSample), n = options.int("n")
+        return samples <= 1 ? 0 : (samples - 1 + n - 1) / n
+    }
     public func plannedNFE(_ options: StrategyOptions, cost: SearchCost) -> Int {
         (1 + options.int("iterations") * options.int("n")) * cost.perSample
     }

@@ -118,6 +118,12 @@ final class StrategyTests: XCTestCase {
         // Sized to the budget when the size is left out: best-of-n at 80 NFEs runs 5 samples.
         let sized = try k.plan(StrategyTests.prompt, options("best-of-n", [:], ["budget_nfe": .unsigned(80)]))
         XCTAssertEqual(sized.strategyOptions.int("n"), 5)
+        // Zero-order's last iteration may be partial, so it spends what the budget pays for:
+        // 72 NFEs = 4 samples = the pivot and one iteration of 3 neighbours.
+        let zo = try k.run(StrategyTests.prompt, options("zero-order", [:], ["budget_nfe": .unsigned(72)]))
+        XCTAssertEqual(zo.kit.options.int("iterations"), 1)
+        XCTAssertEqual(zo.kit.candidates.count, 4)
+        XCTAssertNil(zo.stop)
         let calls = try k.run(StrategyTests.prompt, options("best-of-n", ["n": .unsigned(6)], ["budget_verifier_calls": .unsigned(3)]))
         XCTAssertLessThanOrEqual(calls.kit.meter.verifierCalls, 3)
         XCTAssertEqual(calls.stop, .budget)

@@ -25,7 +25,10 @@ public protocol Strategy: Sendable {
     /// Relations between options (each is already in its range), with a message that says
     /// what to change. `cost` describes the base model as the job will run it.
     func validate(_ options: StrategyOptions, cost: SearchCost) throws
-    /// NFEs the plan costs when nothing stops it early.
+    /// The size that fills `budget`, for a strategy whose last round may run partly (so the
+    /// largest size whose full plan fits would leave budget unspent); nil = that largest size.
+    func size(toFill budget: Int, _ options: StrategyOptions, cost: SearchCost) -> Int?
+    /// NFEs the plan costs when nothing stops it early (a partial last round included).
     func plannedNFE(_ options: StrategyOptions, cost: SearchCost) -> Int
     /// Runs the search.
     func run(_ kit: SearchToolkit) throws
@@ -35,6 +38,7 @@ extension Strategy {
     public var roles: [StrategyRole] { [.base] }
     public var sizeOption: String? { nil }
     public func validate(_ options: StrategyOptions, cost: SearchCost) throws {}
+    public func size(toFill budget: Int, _ options: StrategyOptions, cost: SearchCost) -> Int? { nil }
 }
 
 /// What integration costs on the job's base model, so a strategy can price a plan before
@@ -127,7 +131,9 @@ public struct StrategyCatalog: Sendable {
                 o.values[size] = .number(Double(s))
                 return strategy.plannedNFE(o, cost: cost)
             }
-            if price(lo) <= budget {
+            if let own = strategy.size(toFill: budget, options, cost: cost) {
+                lo = min(hi, max(lo, own))
+            } else if price(lo) <= budget {
                 while lo < hi {
                     let mid = lo + (hi - lo + 1) / 2
                     if price(mid) <= budget { lo = mid } else { hi = mid - 1 }
