@@ -20,14 +20,6 @@ public final class JobRunner: @unchecked Sendable {
         self.logger = logger
     }
 
-    private func resolve(_ id: String, _ kind: PluginKind) throws -> PluginInstance {
-        guard let i = registry.instance(id: id), i.kind == kind else {
-            throw AssayError.unknownPlugin("\(kind.rawValue) plugin '\(id)' was unloaded before the job started")
-        }
-        return i
-    }
-
-
     /// The toolkit a job's strategy runs with: a metered denoiser per model role and the
     /// job's verifiers, reflector and sampler, resolved now (the plugins in use are returned
     /// for the manifest). Public so that strategies can be tested in process, without D-Bus
@@ -58,8 +50,8 @@ public final class JobRunner: @unchecked Sendable {
         let reflectorInstance = try plan.reflector.map { try resolve($0, .reflector) }
         let instances = modelInstances + verifierInstances + [samplerInstance, reflectorInstance].compactMap { $0 }
         let kit = SearchToolkit(job: job, denoisers: denoisers, verifiers: verifierInstances.map { VerifierPlugin($0)! },
-                        reflector: reflectorInstance.map { ReflectorPlugin($0)! },
-                        sampler: samplerInstance.map { SamplerPlugin($0)! }, meter: meter, call: call)
+                                reflector: reflectorInstance.map { ReflectorPlugin($0)! },
+                                sampler: samplerInstance.map { SamplerPlugin($0)! }, meter: meter, call: call)
         return (kit, instances)
     }
 
