@@ -82,7 +82,8 @@ final class StrategyTests: XCTestCase {
     /// velocity, so its survivors are exactly best-of-n's candidates of the same roots.
     func testHalvingSurvivorsAreBestOfNsCandidatesOfTheSameSeeds() throws {
         let k = try StrategyKit.require()
-        let halving = try k.run(StrategyTests.prompt, options("halving", ["n": .unsigned(6)]))
+        let halving = try k.run(StrategyTests.prompt, options("halving", ["n": .unsigned(6), "rounds": .unsigned(2),
+                                                                          "keep": .double(0.5), "first": .double(0.25)]))
         let bon = try k.run(StrategyTests.prompt, options("best-of-n", ["n": .unsigned(6)]))
         XCTAssertEqual(halving.kit.candidates.count, 1, "6 -> 3 -> 1 with keep 0.5")
         for c in halving.kit.candidates {
