@@ -4,6 +4,7 @@
 #   make test      build everything and run the test suite (what CI runs)
 #   make bench     run the benchmark tool and print its table
 #   make geneval   the GenEval-style search benchmark through the daemon (GENEVAL_ARGS=...)
+#   make search-bench  every search strategy at matched NFE budgets, judged by shapes-judge (SEARCH_ARGS=...)
 #   make yardstick the checker's and the judge's validation on degraded renders, via assayctl score
 #   make install   install daemon, CLI, plugins, D-Bus/systemd files under $(PREFIX)
 
@@ -27,7 +28,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: all deps tool-deps plugins build test demo bench geneval yardstick install clean
+.PHONY: all deps tool-deps plugins build test demo bench geneval search-bench yardstick install clean
 
 all: build
 
@@ -55,6 +56,11 @@ bench: build
 
 geneval: build tool-deps
 	/usr/bin/python3 tools/geneval_bench.py --assayd "$(BIN)/assayd" $(GENEVAL_ARGS)
+
+# Resumable (finished jobs are cached in docs/search-bench.json); SEARCH_ARGS=--plot-only re-renders the
+# last run's report and plot from that cache. The exact commands of the committed run: docs/search-bench.txt.
+search-bench: build tool-deps
+	/usr/bin/python3 tools/search_bench.py --assayd "$(BIN)/assayd" $(SEARCH_ARGS)
 
 yardstick: build tool-deps
 	/usr/bin/python3 tools/shapes/yardstick.py --daemon --assayd "$(BIN)/assayd" --assayctl "$(BIN)/assayctl"
