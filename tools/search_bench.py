@@ -276,6 +276,7 @@ def run_jobs(args, todo, cache, verifier_sets):
                     still.append(j)
                     continue
                 rec = collect(j)
+                rec["run"] = len(cache.meta.get("runs", []))  # its entry in meta.runs
                 cache.jobs[key_of(rec["setting"], rec["label"], rec["budget"], rec["prompt"], rec["seed"])] = rec
                 done_count += 1
                 if rec["state"] != "done":
@@ -329,6 +330,8 @@ def paired_diff(a, b, draws, seed=0):
             k = len(g)
             s += sum(g[rng.randrange(k)] for _ in range(k)) / k
         stats.append(s / len(groups))
+    if not stats:
+        return point, float("nan"), float("nan")
     stats.sort()
     lo = stats[int(0.025 * (draws - 1))]
     hi = stats[int(0.975 * (draws - 1) + 0.5)]
@@ -411,6 +414,15 @@ def report(args, work, cache, verifier_sets):
                     lines.append(f"{setting:<8} {b:>4} NFE  {label:<11} - best-of-n: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]  "
                                  f"{verdict(lo, hi)}")
         lines.append("")
+    closeness = []
+    for label in ADAPTIVE:
+        ds = [paired_diff(paired(st, label, b), paired(st, "best-of-n", b), 0)[0]
+              for st in args.settings for b in sorted(set(args.budgets)) if paired(st, label, b) and paired(st, "best-of-n", b)]
+        if ds:
+            closeness.append((sum(ds) / len(ds), label, len(ds)))
+    if closeness:
+        lines.append(f"mean paired difference against best-of-n over the budgets {','.join(map(str, sorted(set(args.budgets))))} "
+                     "and both settings: " + ", ".join(f"{l} {d:+.3f}" for d, l, _ in sorted(closeness, reverse=True)))
     if noise:
         lines.append(f"The intervals resample prompts with their seeds fixed, so they leave out seed noise: best-of-n against "
                      f"itself on a second seed set differs by up to {max(noise):.3f} (mean |difference| "
@@ -436,8 +448,15 @@ def report(args, work, cache, verifier_sets):
         lines.append(f"budget {args.extra_budget} was run for {', '.join(args.extra_strategies)} only"
                      + (f" ({args.extra_note})" if args.extra_note else "") + ".")
     lines.append("")
-    for run in cache.meta.get("runs", []):
-        lines.append(f"run {run['date']}: {run['jobs']} jobs in {run['wall_s']:.0f} s wall: {run['command']}")
+    in_report = {}
+    for recs in cells.values():
+        for r in recs:
+            in_report[r.get("run")] = in_report.get(r.get("run"), 0) + 1
+    for i, run in enumerate(cache.meta.get("runs", [])):
+        kept = in_report.get(i, 0)
+        kept = "" if kept == run["jobs"] else f" ({kept} of them in this report, the others run again later)"
+        at = f" (source {run['commit']}, assayd {run['assayd_sha256']})" if run.get("commit") else ""
+        lines.append(f"run {run['date']}{at}: {run['jobs']} jobs in {run['wall_s']:.0f} s wall{kept}: {run['command']}")
     lines.append(f"this report, {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}: {args.command}")
     return "\n".join(lines), cells
 
@@ -490,6 +509,17 @@ def plot(args, cells, path):
     print(f"plot: {path}", file=sys.stderr)
 
 
+def identify(assayd):
+    """The source commit (and whether the tree had changes) and the daemon binary's hash, for the record."""
+    import hashlib
+    git = lambda *a: subprocess.run(["git", "-C", ROOT] + list(a), capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no", "--", "Sources"):
+        commit += "+changes"
+    with open(assayd, "rb") as f:
+        return {"commit": commit, "sha256": hashlib.sha256(f.read()).hexdigest()[:16]}
+
+
 def without(argv, flags):
     """argv less the given flags (and the values of those that take one)."""
     out, skip = [], False
@@ -527,6 +557,7 @@ def main():
     ap.add_argument("--out-txt", default=os.path.join(ROOT, "docs/search-bench.txt"))
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs/images/search.png"))
     ap.add_argument("--plot-only", action="store_true", help="no jobs: the report and the plot from the cache")
+    ap.add_argument("--rerun", default="", help="strategies (labels) whose cached jobs are run again, e.g. after their code changed")
     ap.add_argument("--dry-run", action="store_true", help="print the work and its estimated cost, run nothing")
     args = ap.parse_args()
     restored = False
@@ -554,7 +585,12 @@ def main():
     prompts = load_prompts(args.prompts, args.limit_per_category)
     work = work_list(args, prompts)
     cache = Cache(args.cache)
-    todo = [w for w in work if key_of(w[0], w[1], w[3], w[6], w[7]) not in cache.jobs]
+    rerun = {s for s in args.rerun.split(",") if s}
+    if rerun and not args.plot_only and not args.dry_run:
+        for k in [k for k, j in cache.jobs.items() if j["label"] in rerun]:
+            del cache.jobs[k]
+    todo = [w for w in work if key_of(w[0], w[1], w[3], w[6], w[7]) not in cache.jobs
+            or (args.dry_run and w[1] in rerun)]
     nfe = sum(w[3] for w in todo)
     print(f"{len(prompts)} prompts, {len(work)} jobs ({len(work) - len(todo)} cached); to run: {len(todo)} jobs, "
           f"<= {nfe} NFE, about {nfe * NFE_MS / 1000 / 60:.1f} core-minutes of model time, "
@@ -568,13 +604,15 @@ def main():
             raise SystemExit(f"no assayd at {args.assayd}: build it (swift build -c release) or pass --assayd")
         cmd = args.command
         date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        build = identify(args.assayd)
         try:
             wall, count = run_jobs(args, todo, cache, verifier_sets)
         except KeyboardInterrupt:
             print("interrupted: finished jobs are cached; run the same command again to continue", file=sys.stderr)
             raise SystemExit(130)
-        cache.meta.setdefault("runs", []).append({"command": cmd, "date": date, "wall_s": round(wall, 1), "jobs": count})
-        cache.meta["argv"] = without(sys.argv[1:], ("--assayd", "--plugins", "--cache", "--out-txt", "--plot"))
+        cache.meta.setdefault("runs", []).append({"command": cmd, "date": date, "wall_s": round(wall, 1), "jobs": count,
+                                                  "commit": build["commit"], "assayd_sha256": build["sha256"]})
+        cache.meta["argv"] = without(sys.argv[1:], ("--assayd", "--plugins", "--cache", "--out-txt", "--plot", "--rerun"))
         cache.meta["judge"] = args.judge
         cache.meta["verifier_sets"] = verifier_sets
         cache.save()
