@@ -11,6 +11,9 @@ import Glibc
 /// resampled by those weights (systematic resampling, its uniform keyed by the job seed and
 /// the step, so it replays), always ("interval") or only when the effective sample size
 /// falls below n/2 ("ess"). At t = 0 the particles are the finished candidates.
+/// Churn 0.1 by default: at 0.5 the benchmark lost 0.17 of pass rate to best-of-n in the
+/// oracle setting (320 NFE, 30 prompts), at 0.1 it was 0.93 against 0.97 (resampling onto
+/// early guesses costs diversity that strong noise injection does not give back).
 public struct ParticlesStrategy: Strategy {
     public init() {}
     public var name: String { "particles" }
@@ -19,7 +22,7 @@ public struct ParticlesStrategy: Strategy {
     public var options: [StrategyOption] {
         [.count("n", 1...256, default: 4, "particles"),
          .count("interval", 1...1000, default: 4, "steps between scorings (and possible resamplings)"),
-         .number("churn", 0...1, default: 0.5, "share of fresh noise per stochastic step (η; 0 = the ODE)"),
+         .number("churn", 0...1, default: 0.1, "share of fresh noise per stochastic step (η; 0 = the ODE)"),
          .number("lambda", 0...1000, default: 10, "potential sharpness λ: weights exp(λ·r)"),
          .choice("potential", ["max", "diff", "last"], default: "max", "what r is: best score so far, its change since the last scoring, or the last score"),
          .choice("resample", ["ess", "interval"], default: "ess", "resample when the effective sample size < n/2, or at every scoring")]

@@ -11,7 +11,10 @@ import AssayCore
 /// backward segment (0: the model's own schedule on the segment).
 ///
 /// When the budget cannot pay for the next round, the current paths are finished by
-/// integrating them to 0, so a search always ends with candidates if one round fits.
+/// integrating them to 0 and the job stops on `budget`, so a search always ends with
+/// candidates if one round fits. The paper's defaults are long rounds: on a 20-step model
+/// with guidance a full search costs about 350 NFEs at the smallest size (m = 1), so below
+/// that `paths` is cut short (see docs/search-bench.txt).
 public struct PathsStrategy: Strategy {
     public init() {}
     public var name: String { "paths" }
@@ -72,8 +75,8 @@ public struct PathsStrategy: Strategy {
                 // (best first: `paths` is in the order of the last scoring).
                 let each = max(1, kit.cost.segment(from: paths.t, to: 0))
                 let affordable = min(paths.count, kit.meter.nfeLeft / each)
-                if affordable == 0 { try kit.meter.reserveNFE(each); return }
-                try kit.finish(try kit.integrate(paths.rows(Array(0..<affordable)), to: 0))
+                if affordable > 0 { try kit.finish(try kit.integrate(paths.rows(Array(0..<affordable)), to: 0)) }
+                try kit.meter.reserveNFE(max(roundCost, kit.meter.nfeLeft + 1)) // records the budget stop
                 return
             }
             let noised = kit.renoise(paths, to: r.up, copies: m)

@@ -114,6 +114,9 @@ final class StrategyTests: XCTestCase {
                 // Two samples' worth always finishes something (paths pays one extra step for
                 // splitting the schedule at sigma, so one sample's worth may not).
                 if budget >= 31 { XCTAssertFalse(r.kit.candidates.isEmpty, "\(name) with budget \(budget) finished nothing") }
+                if name == "paths" || name == "best-of-n" || name == "zero-order" {
+                    XCTAssertEqual(r.stop, .budget, "\(name) was cut short by budget \(budget) but says \(String(describing: r.stop))")
+                }
             }
         }
         // Sized to the budget when the size is left out: best-of-n at 80 NFEs runs 5 samples.
