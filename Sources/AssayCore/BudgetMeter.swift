@@ -84,7 +84,7 @@ public final class BudgetMeter: @unchecked Sendable {
             c.nfe += nfe
             return true
         }
-        if !ok { throw refuse(.budget, "\(nfe) more NFEs would exceed the budget of \(nfeBudget) (used \(nfeUsed))") }
+        if !ok { throw outOfBudget(needing: nfe) }
     }
 
     public func reserveVerifierCalls(_ calls: Int) throws {
@@ -105,6 +105,12 @@ public final class BudgetMeter: @unchecked Sendable {
             return true
         }
         if !ok { throw refuse(.budget, "\(calls) more reflector calls would exceed the budget of \(reflectorBudget ?? 0)") }
+    }
+
+    /// Records that the job stops on its budget without spending anything: for a strategy
+    /// that sees the next step (`nfe` more) cannot be paid for and ends the search itself.
+    public func outOfBudget(needing nfe: Int) -> BudgetRefusal {
+        refuse(.budget, "\(nfe) more NFEs would exceed the budget of \(nfeBudget) (used \(nfeUsed))")
     }
 
     /// Records that the job reached its target (the stop reason) and returns the refusal

@@ -61,6 +61,14 @@ public struct JobOptions: Sendable {
                 guard case .string(let s) = value else { throw bad("a string (s)") }
                 return s
             }
+            func number() throws -> Double {
+                switch value {
+                case .double(let d): return d
+                case .unsigned(let u): return Double(u)
+                case .signed(let s): return Double(s)
+                default: throw bad("a double (d)")
+                }
+            }
             func unsigned(_ range: ClosedRange<Int>) throws -> Int {
                 let v: Int
                 switch value {
@@ -96,13 +104,7 @@ public struct JobOptions: Sendable {
                 }
             case "budget_reflector_calls": o.budgetReflectorCalls = try unsigned(1...Limits.maxBudgetNFE)
             case "target_score":
-                let g: Double
-                switch value {
-                case .double(let d): g = d
-                case .unsigned(let u): g = Double(u)
-                case .signed(let s): g = Double(s)
-                default: throw bad("a double (d)")
-                }
+                let g = try number()
                 guard g.isFinite else { throw AssayError.invalidArgument("option 'target_score' must be a finite number") }
                 o.targetScore = g
             case "negative_prompt":
@@ -131,18 +133,11 @@ public struct JobOptions: Sendable {
                 }
             case "steps": o.steps = try unsigned(1...Limits.maxSteps)
             case "n": o.n = try unsigned(1...Limits.maxN)
-
             case "budget_nfe": o.budgetNFE = try unsigned(1...Limits.maxBudgetNFE)
             case "budget_verifier_calls": o.budgetVerifierCalls = try unsigned(1...Limits.maxBudgetNFE)
             case "deadline_ms": o.deadlineMs = try unsigned(1...Limits.maxDeadlineMs)
             case "guidance":
-                let g: Double
-                switch value {
-                case .double(let d): g = d
-                case .unsigned(let u): g = Double(u)
-                case .signed(let s): g = Double(s)
-                default: throw bad("a double (d)")
-                }
+                let g = try number()
                 guard g.isFinite, g >= 0, g <= Limits.maxGuidance else {
                     throw AssayError.invalidArgument("option 'guidance' is \(g); it must be between 0 and \(Limits.maxGuidance) (1 = no guidance)")
                 }

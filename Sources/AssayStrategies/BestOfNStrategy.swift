@@ -32,8 +32,7 @@ public struct BestOfNStrategy: Strategy {
                 let affordable = kit.meter.nfeLeft / cost
                 if affordable == 0 {
                     // Not one more full candidate fits: stop here, on budget.
-                    try kit.meter.reserveNFE(cost)
-                    return
+                    throw kit.meter.outOfBudget(needing: cost)
                 }
                 // With a target the search is anytime: small waves, so it stops soon after
                 // a candidate reaches the target instead of at the end of a big batch.

@@ -76,8 +76,7 @@ public struct PathsStrategy: Strategy {
                 let each = max(1, kit.cost.segment(from: paths.t, to: 0))
                 let affordable = min(paths.count, kit.meter.nfeLeft / each)
                 if affordable > 0 { try kit.finish(try kit.integrate(paths.rows(Array(0..<affordable)), to: 0)) }
-                try kit.meter.reserveNFE(max(roundCost, kit.meter.nfeLeft + 1)) // records the budget stop
-                return
+                throw kit.meter.outOfBudget(needing: roundCost)
             }
             let noised = kit.renoise(paths, to: r.up, copies: m)
             var back = try kit.integrate(noised, to: r.down, steps: steps)

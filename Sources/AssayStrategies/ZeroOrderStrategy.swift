@@ -35,8 +35,7 @@ public struct ZeroOrderStrategy: Strategy {
             let perSample = kit.nfePerSample ?? 1
             let affordable = min(n, kit.meter.nfeLeft / max(1, perSample))
             if affordable == 0 {
-                try kit.meter.reserveNFE(perSample) // records the budget stop
-                return
+                throw kit.meter.outOfBudget(needing: perSample)
             }
             let neighbours = kit.neighbours(of: pivotNoise, row: 0, count: affordable, similarity: similarity)
             let finished = try kit.finish(try kit.integrate(neighbours, to: 0))

@@ -7,17 +7,7 @@ import XCTest
 /// script, strategy options refused at Submit with D-Bus errors, and a search's lineage in
 /// the version 2 manifest with every node's image.
 final class SearchDaemonTests: XCTestCase {
-    override func setUpWithError() throws {
-        _ = TestEnvironment.pluginsBuilt
-        guard FileManager.default.fileExists(atPath: TestEnvironment.buildPluginsDirectory + "/shapes.so") else {
-            throw XCTSkip("the shapes plugin is not built")
-        }
-    }
-
-    func shapesDaemon() throws -> Daemon {
-        try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
-                   arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
-    }
+    func shapesDaemon() throws -> Daemon { try Daemon.shapes() }
 
     func testStrategiesAreListedWithTheirOptionsForScripts() throws {
         let d = try shapesDaemon()

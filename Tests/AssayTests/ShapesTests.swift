@@ -14,11 +14,7 @@ final class ShapesTests: XCTestCase {
         }
     }
 
-    /// A daemon on the built plugins, with the embedded defaults pinned.
-    func shapesDaemon() throws -> Daemon {
-        try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
-                   arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
-    }
+    func shapesDaemon() throws -> Daemon { try Daemon.shapes() }
 
     func runCheck(_ target: String) {
         let r = Shell.run(["make", "-s", "-C", TestEnvironment.repoRoot + "/Plugins", target], timeout: 600)

@@ -42,6 +42,17 @@ final class Daemon {
 
     deinit { stop() }
 
+    /// A daemon on everything the build produced, with the embedded defaults pinned; skips
+    /// the test when the shapes plugin is not built.
+    static func shapes() throws -> Daemon {
+        _ = TestEnvironment.pluginsBuilt
+        guard FileManager.default.fileExists(atPath: TestEnvironment.buildPluginsDirectory + "/shapes.so") else {
+            throw XCTSkip("the shapes plugin is not built")
+        }
+        return try Daemon(pluginDirectories: [TestEnvironment.buildPluginsDirectory],
+                          arguments: ["--default-models", "shapes", "--default-verifiers", "shapes-checker"])
+    }
+
     func stop() {
         if process.isRunning {
             process.terminate()
