@@ -20,6 +20,8 @@ public struct JobSnapshot: Sendable {
     public var error: String = ""
     public var stopReason: String = ""
     public var candidates: Int = 0
+    /// Model FLOPs run over FLOPs uncached so far (nil: the models report no FLOPs).
+    public var flopRatio: Double?
 }
 
 /// One generation request: a prompt, its options, and its observable state.

@@ -149,11 +149,15 @@ public struct JobPlanner: Sendable {
             guard declaredRoles.contains(role) else {
                 throw AssayError.invalidArgument("strategy '\(strategy.name)' has no model role '\(role)'; its roles: \(declaredRoles.joined(separator: ", "))")
             }
-            guard ModelPlugin(try require(id, .model)) != nil else { throw AssayError.unknownPlugin(id) }
+            let instance = try require(id, .model)
+            guard ModelPlugin(instance) != nil else { throw AssayError.unknownPlugin(id) }
+            // A role's model continues the base model's latents (SearchToolkit.handOver):
+            // refuse now what the hand-over would refuse after compute was spent.
+            let baseSpace = try require(modelID, .model).latentSpaceID
+            guard let space = instance.latentSpaceID, space == baseSpace else {
+                throw AssayError.invalidArgument("model '\(id)' (role \(role)) cannot continue latents of model '\(modelID)': their latent spaces are \(instance.latentSpaceID ?? "undeclared") and \(baseSpace ?? "undeclared") (a hand-over needs both to declare the same id, ext/draft/latent-space.h)")
+            }
             models[role] = id
-        }
-        for role in strategy.roles where models[role.name] == nil {
-            throw AssayError.invalidArgument("strategy '\(strategy.name)' needs a model for role '\(role.name)' (\(role.help)): pass models={'\(role.name)': <model id>}")
         }
 
         let info = model.info
@@ -170,6 +174,12 @@ public struct JobPlanner: Sendable {
                               samplerFactor: options.sampler == nil ? 1 : 2)
         let perCandidate = cost.perSample
         let strategyOptions = try catalog.resolve(strategy, given: options.strategyOptions, budget: options.budgetNFE, cost: cost)
+        for role in strategy.roles where models[role.name] == nil && role.isNeeded(strategyOptions) {
+            let when = role.neededWhen.map { " with \($0.option)=\($0.value)" } ?? ""
+            throw AssayError.invalidArgument("strategy '\(strategy.name)'\(when) needs a model for role '\(role.name)' (\(role.help)): pass models={'\(role.name)': <model id>}")
+        }
+        try strategy.validate(strategyOptions, resources: StrategyResources(models: models, reflector: options.reflector,
+                                                                             sampler: options.sampler))
         let planned = strategy.plannedNFE(strategyOptions, cost: cost)
         let budget = options.budgetNFE ?? planned
         if options.sampler == nil && budget < perCandidate {

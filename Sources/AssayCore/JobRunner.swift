@@ -158,7 +158,8 @@ public final class JobRunner: @unchecked Sendable {
                 bestScore: context.map { $0.bestScore }.flatMap { $0.isNaN ? nil : $0 },
                 result: resultPath.isEmpty ? nil : "result.png", resultSHA256: resultSHA, state: state.rawValue,
                 stopReason: stop.rawValue, error: failure, nfeUsed: meter.nfeUsed, verifierCalls: meter.verifierCalls,
-                reflectorCalls: meter.reflectorCalls,
+                reflectorCalls: meter.reflectorCalls, flopRatio: context?.flopRatio,
+                notes: context.flatMap { $0.notes.isEmpty ? nil : $0.notes },
                 timings: .init(queuedMs: Double(startNs - job.submittedNs) / 1e6,
                                runMs: Double(DispatchTimeClock.now() - startNs) / 1e6,
                                samplingMs: Double(context?.samplingNs ?? 0) / 1e6,
@@ -186,6 +187,7 @@ public final class JobRunner: @unchecked Sendable {
             $0.manifestPath = manifestPath
             $0.candidatesDirectory = candidatesDir
             $0.candidates = context?.candidates.count ?? 0
+            $0.flopRatio = context?.flopRatio
             if finalState == .done { $0.progress = 1 }
         }
         logger.info("job finished", metadata: [

@@ -77,6 +77,11 @@ public struct Manifest: Codable, Sendable {
     public var nfeUsed: Int
     public var verifierCalls: Int
     public var reflectorCalls: Int
+    /// Model FLOPs run over FLOPs uncached (a caching sampler's saving); nil when the
+    /// models report no FLOPs (ext/blocks.h).
+    public var flopRatio: Double?
+    /// What the strategy changed from its plan and why (e.g. fewer sketches under a budget).
+    public var notes: [String]?
     public var timings: Timings
 
     enum CodingKeys: String, CodingKey {
@@ -85,7 +90,7 @@ public struct Manifest: Codable, Sendable {
         case assayVersion = "assay_version", abiVersion = "abi_version", jobID = "job_id"
         case bestIndex = "best_index", bestScore = "best_score", resultSHA256 = "result_sha256"
         case stopReason = "stop_reason", nfeUsed = "nfe_used", verifierCalls = "verifier_calls"
-        case reflectorCalls = "reflector_calls"
+        case reflectorCalls = "reflector_calls", flopRatio = "flop_ratio", notes
     }
 
     public func encoded() throws -> [UInt8] {

@@ -94,6 +94,48 @@ public struct ReflectorPlugin: Sendable {
     }
 }
 
+extension ReflectorPlugin {
+    private var views: UnsafePointer<assay_reflector_views_ext_t>? {
+        let p = instance.plugin
+        guard let raw = p.pointee.get_extension(p, ASSAY_EXT_REFLECTOR_VIEWS_DRAFT) else { return nil }
+        let e = raw.assumingMemoryBound(to: assay_reflector_views_ext_t.self)
+        return e.pointee.reflect_views == nil ? nil : e
+    }
+
+    /// True when the reflector reads several views of a lineage ("assay.reflector-views.draft/1").
+    public var hasViews: Bool { views != nil }
+
+    /// One JSON object per lineage; `images[i]` are lineage i's views, named by `names`
+    /// (ext/draft/reflector-views.h).
+    public func reflectViews(prompt: String, names: [String], images: [[RGBImage]], details: [String?]?,
+                             context: PluginCallContext) throws -> [String] {
+        guard let views, !images.isEmpty else { return [] }
+        precondition(images.allSatisfy { $0.count == names.count })
+        let out = TextCollector(count: images.count)
+        let r = context.withCall { call in
+            out.withTextOut { sink in
+                withCImages(images.flatMap { $0 }) { imgs in
+                    withCStringArray(names.map { Optional($0) }) { nm in
+                        withCStringArray(details ?? []) { d in
+                            prompt.withCString {
+                                views.pointee.reflect_views(instance.plugin, call, $0, UInt32(images.count), UInt32(names.count),
+                                                            nm, imgs, details == nil ? nil : d, nil, sink)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        try context.check(r, plugin: instance.id, operation: "reflect_views")
+        return try out.texts.enumerated().map { i, text in
+            guard let text else {
+                throw PluginCallError(pluginID: instance.id, code: ASSAY_ERR_INTERNAL, message: "no reflection set for lineage \(i)")
+            }
+            return text
+        }
+    }
+}
+
 extension PluginInstance {
     /// Checks that the kind's interface has every function it must have.
     func validateInterface() -> String? {

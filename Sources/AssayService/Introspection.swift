@@ -94,6 +94,7 @@ enum Introspection {
         <property name="NfeBudget" type="u" access="read"/>
         <property name="VerifierCalls" type="u" access="read"/>
         <property name="ReflectorCalls" type="u" access="read"/>
+        <property name="FlopRatio" type="d" access="read"/>
         <property name="Candidates" type="u" access="read"/>
         <property name="BestScore" type="d" access="read"/>
         <property name="ResultPath" type="s" access="read"/>

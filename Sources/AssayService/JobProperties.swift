@@ -16,6 +16,7 @@ enum JobProperties {
             "NfeBudget": .uint32(UInt32(clamping: job.plan.budgetNFE)),
             "VerifierCalls": .uint32(UInt32(clamping: s.verifierCalls)),
             "ReflectorCalls": .uint32(UInt32(clamping: s.reflectorCalls)),
+            "FlopRatio": .double(s.flopRatio ?? 1),
             "Candidates": .uint32(UInt32(clamping: s.candidates)),
             // NaN means "no verifier score" (no verifier, or none yet). D-Bus doubles are
             // IEEE 754, so NaN travels as it is; every binding reads it as NaN.

@@ -182,6 +182,13 @@ struct ReportNode {
     var image: String?
     var latent: String?
     var candidate: Int?
+    /// The sampler plugin that integrated it, and the FLOPs it ran over uncached ones.
+    var sampler: String?
+    var flopRatio: Double?
+    /// What a reflector said about this trajectory (visual reflection): its feedback and
+    /// negative prompt, from the JSON object it wrote.
+    var feedback: String?
+    var negativePrompt: String?
     /// Fields the report does not know, shown in the node's tooltip.
     var extra: [(String, ReportJSON)]
 
@@ -203,6 +210,7 @@ struct ReportNode {
     static let knownKeys: Set<String> = [
         "id", "parent", "op", "role", "model", "t_from", "t_to", "condition", "seed_path", "seed", "nfe", "pool",
         "scores", "mean_rank", "image", "latent_sha256", "candidate", "index", "node", "details", "steps", "strength",
+        "sampler", "flop_ratio", "reflection",
     ]
 
     init(index: Int, json: ReportJSON) {
@@ -226,6 +234,17 @@ struct ReportNode {
         image = json["image"]?.string.flatMap { $0.isEmpty ? nil : $0 }
         latent = json["latent_sha256"]?.string
         candidate = json["candidate"]?.integer
+        sampler = json["sampler"]?.string
+        flopRatio = json["flop_ratio"]?.number
+        if let text = json["reflection"]?.string {
+            let r = ReportJSON.parse(Array(text.utf8))
+            if case .success(let obj) = r {
+                feedback = obj["feedback"]?.string
+                negativePrompt = obj["negative_prompt"]?.string
+            } else {
+                feedback = text
+            }
+        }
         extra = (json.object ?? [:]).filter { !ReportNode.knownKeys.contains($0.key) && !$0.value.isNull }
             .sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }

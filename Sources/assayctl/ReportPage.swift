@@ -467,7 +467,15 @@ final class ReportPageBuilder {
         if let st = n.strength { tags.append("strength " + h(ReportFormat.score(st))) }
         if let c = n.condition, doc.conditions.count > 1 { tags.append("cond \(c)") }
         if let seed = n.seed, n.op == "candidate" { tags.append("seed " + h(seed.text)) }
+        if let sm = n.sampler { tags.append("sampler " + h(sm)) }
+        if let f = n.flopRatio { tags.append("FLOPs ×" + h(ReportFormat.score(f))) }
         if !tags.isEmpty { out += "<div class=\"kv\">\(tags.joined(separator: " · "))</div>" }
+        if n.feedback != nil || n.negativePrompt != nil {
+            out += "<div class=\"reflection\">"
+            if let f = n.feedback { out += "<div>reflector: \(h(f))</div>" }
+            if let neg = n.negativePrompt { out += "<div>negative prompt: <q>\(h(neg))</q></div>" }
+            out += "</div>"
+        }
         if !n.scores.isEmpty || n.meanRank != nil {
             out += "<div class=\"scores\">"
             for s in n.scores {
@@ -558,6 +566,7 @@ final class ReportPageBuilder {
         .plan { margin-top: 8px; } .plan summary { cursor: pointer; color: var(--muted); }
         figure.result { margin: 0; text-align: center; }
         figcaption { color: var(--muted); margin-top: 4px; }
+        .reflection { font-size: 11px; border-left: 3px solid #b58900; padding-left: 4px; margin: 3px 0; max-width: 220px; }
         .path { list-style: none; display: flex; flex-wrap: wrap; align-items: center; gap: 4px; padding: 8px 0 0; margin: 8px 0 0;
                 border-top: 1px solid #eceef1; }
         .path li a { display: flex; align-items: center; gap: 5px; text-decoration: none; padding: 3px 6px 3px 3px;

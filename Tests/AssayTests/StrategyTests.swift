@@ -16,10 +16,15 @@ final class StrategyTests: XCTestCase {
         ("paths", ["n": .unsigned(2), "m": .unsigned(2), "length": .unsigned(2)]),
         ("halving", ["n": .unsigned(6), "rounds": .unsigned(2)]),
         ("particles", ["n": .unsigned(3), "interval": .unsigned(2)]),
+        ("cofusion", ["n": .unsigned(4), "k": .unsigned(3), "m": .unsigned(2)]),
+    ]
+    /// Job options a strategy needs besides its own (its model roles).
+    static let needs: [String: [String: OptionValue]] = [
+        "cofusion": ["models": .dictionary(["draft": .string("shapes-turbo")])],
     ]
 
     func options(_ strategy: String, _ own: [String: OptionValue], _ extra: [String: OptionValue] = [:]) -> [String: OptionValue] {
-        var o = StrategyTests.common.merging(extra) { $1 }
+        var o = StrategyTests.common.merging(StrategyTests.needs[strategy] ?? [:]) { $1 }.merging(extra) { $1 }
         o["strategy"] = .string(strategy)
         if !own.isEmpty { o["strategy_options"] = .dictionary(own) }
         return o
@@ -103,7 +108,7 @@ final class StrategyTests: XCTestCase {
         let big: [String: [String: OptionValue]] = [
             "best-of-n": ["n": .unsigned(50)], "zero-order": ["iterations": .unsigned(20)],
             "paths": ["m": .unsigned(8), "length": .unsigned(2)], "halving": ["n": .unsigned(40)],
-            "particles": ["n": .unsigned(20)], "single": [:],
+            "particles": ["n": .unsigned(20)], "single": [:], "cofusion": ["n": .unsigned(12), "k": .unsigned(3), "m": .unsigned(3)],
         ]
         for (name, own) in big {
             for budget in [16, 17, 31, 50, 75] {

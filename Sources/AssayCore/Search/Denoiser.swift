@@ -24,6 +24,18 @@ public final class Denoiser: @unchecked Sendable {
     private var vs: [Float] = []
     /// Nanoseconds spent inside the plugin's `velocity` (for host-overhead measurement).
     public private(set) var pluginNs: UInt64 = 0
+    /// The model's block-level interface (ext/blocks.h), nil when it has none.
+    public let blocks: ModelBlocks?
+    /// Model FLOPs actually run, and what the same evaluations cost with every block run
+    /// (from the *_flops fields of ext/blocks.h; both 0 for a model without blocks). A
+    /// caching sampler makes `flopsRun` smaller; their ratio is the compute it saved.
+    public private(set) var flopsRun: Double = 0
+    public private(set) var flopsUncached: Double = 0
+
+    func countFlops(run: Double, uncached: Double) {
+        flopsRun += run
+        flopsUncached += uncached
+    }
 
     public var info: ModelInfo { model.info }
 
@@ -33,6 +45,7 @@ public final class Denoiser: @unchecked Sendable {
         self.meter = meter
         self.context = context
         latentSpace = model.instance.latentSpaceID
+        blocks = ModelBlocks(model)
     }
 
     /// The encoding of `text`, computed once.
@@ -58,6 +71,7 @@ public final class Denoiser: @unchecked Sendable {
         let guided = conditions.indices.filter { conditions[$0].guidance != 1 }
         let rows = n + guided.count
         try meter.reserveNFE(rows)
+        if let b = blocks?.info { countFlops(run: Double(rows) * b.fullFlops, uncached: Double(rows) * b.fullFlops) }
         if ts.count < rows { ts = [Float](repeating: 0, count: rows) }
         if cs.count < rows * csz { cs = [Float](repeating: 0, count: rows * csz) }
         for r in 0..<n {

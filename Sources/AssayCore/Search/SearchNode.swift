@@ -50,10 +50,17 @@ public struct SearchNode: Codable, Sendable, Equatable {
     /// Image file relative to the job directory (when images are kept).
     public var image: String?
     public var latentSHA256: String
+    /// The sampler plugin that integrated it (nil: the built-in Euler integrator).
+    public var sampler: String?
+    /// For a sampler's integration: model FLOPs run over FLOPs uncached (a caching sampler's
+    /// saving; see ext/blocks.h).
+    public var flopRatio: Double?
+    /// The reflector's JSON on this node (visual reflection), when it was reflected on.
+    public var reflection: String?
 
     enum CodingKeys: String, CodingKey {
         case id, parent, op, role, model, condition, nfe, steps, strength, pool, scores, candidate, image
         case tFrom = "t_from", tTo = "t_to", seedPath = "seed_path", meanRank = "mean_rank"
-        case latentSHA256 = "latent_sha256"
+        case latentSHA256 = "latent_sha256", sampler, flopRatio = "flop_ratio", reflection
     }
 }

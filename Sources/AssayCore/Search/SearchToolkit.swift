@@ -41,6 +41,8 @@ public final class SearchToolkit: @unchecked Sendable {
     public private(set) var images: [Int: RGBImage] = [:]
     /// Verifier details of scored nodes: [node: [verifier: JSON]].
     public private(set) var details: [Int: [String: String]] = [:]
+    /// What the strategy changed from its plan and why (the manifest's `notes`).
+    public private(set) var notes: [String] = []
     public private(set) var verifierNs: UInt64 = 0
     public private(set) var samplingNs: UInt64 = 0
     public private(set) var decodeNs: UInt64 = 0
@@ -165,7 +167,11 @@ public final class SearchToolkit: @unchecked Sendable {
     /// step for all rows): the built-in Euler integrator on the model's schedule restricted
     /// to the segment (or `steps` steps of its own), or the job's sampler plugin on the base
     /// role. Returns the child nodes.
-    public func integrate(_ b: LatentBatch, to tb: Float, steps: Int? = nil) throws -> LatentBatch {
+    ///
+    /// `sampler`: nil uses the job's sampler plugin when it has one (base role, no `steps`);
+    /// false forces the built-in Euler integrator (e.g. Co-Fusion's base-model segments,
+    /// which must be the base trajectory exactly); true requires the job's sampler.
+    public func integrate(_ b: LatentBatch, to tb: Float, steps: Int? = nil, sampler useSampler: Bool? = nil) throws -> LatentBatch {
         precondition(tb < b.t, "integrate goes down in time")
         guard b.count > 0 else { return b }
         let start = DispatchTimeClock.now()
@@ -176,7 +182,13 @@ public final class SearchToolkit: @unchecked Sendable {
         var x = b.x
         let before = meter.nfeUsed
         var evaluations = 0
-        if let sampler, b.role == "base", steps == nil {
+        if useSampler == true && (sampler == nil || b.role != "base" || steps != nil) {
+            throw AssayError.failed("strategy '\(plan.strategy)' integrates with the job's sampler, but \(sampler == nil ? "the job has no sampler" : "a sampler runs only on the base role with the model's schedule")")
+        }
+        var samplerID: String?
+        let flopsBefore = (d.flopsRun, d.flopsUncached)
+        if let sampler, b.role == "base", steps == nil, useSampler != false {
+            samplerID = sampler.instance.id
             try advance(sampler, &x, from: b.t, to: tb, denoiser: d, conditions: conds)
             let used = meter.nfeUsed - before
             if b.t == 1 && tb == 0 { measuredNFEPerSample = used / n }
@@ -205,6 +217,11 @@ public final class SearchToolkit: @unchecked Sendable {
         let nfe = conds.map { $0.evaluationsPerSample * evaluations }
         let ids = addNodes(parents: b.nodes, op: .integrate, role: b.role, tFrom: b.t, tTo: tb, conditions: b.conditions,
                            nfe: nfe, x: x, steps: steps)
+        let uncached = d.flopsUncached - flopsBefore.1
+        for id in ids {
+            nodes[id].sampler = samplerID
+            if samplerID != nil, uncached > 0 { nodes[id].flopRatio = (d.flopsRun - flopsBefore.0) / uncached }
+        }
         return LatentBatch(nodes: ids, x: x, t: tb, conditions: b.conditions, role: b.role)
     }
 
@@ -212,8 +229,29 @@ public final class SearchToolkit: @unchecked Sendable {
                          conditions conds: [Condition]) throws {
         let info = d.info, n = conds.count
         var refusal: Error?
+        // A refusal or failure inside a callback becomes the code the ABI asks for; the
+        // error itself is rethrown after `advance` (the host's reason, not the plugin's).
+        func code(_ body: () throws -> Void) -> Int32 {
+            do {
+                try body()
+                return ModelAccess.ok
+            } catch let e as BudgetRefusal {
+                refusal = e
+                return e.reason == .budget ? ModelAccess.refusedBudget : ModelAccess.refusedCancelled
+            } catch {
+                refusal = error
+                return ModelAccess.failed
+            }
+        }
+        let blocks = BlockEvaluation.make(d, conditions: conds).map { be in
+            BlockAccess(info: be.blocks.info, rows: be.rows,
+                        prologue: { [self] x, t, h, c in code { try be.prologue(x: x, t: t, hidden: h, context: c); reportProgress() } },
+                        block: { i, h, c in code { try be.block(i, hidden: h, context: c) } },
+                        blockRows: { i, l, h, c in code { try be.blockRows(i, l, hidden: h, context: c) } },
+                        epilogue: { h, c, v in code { try be.epilogue(hidden: h, context: c, v: v) } })
+        }
         let access = ModelAccess(batch: n, channels: info.channels, height: info.height, width: info.width,
-                                 nfePerEvaluation: Denoiser.nfe(conds)) { [self] xp, t, vp in
+                                 nfePerEvaluation: Denoiser.nfe(conds), blocks: blocks) { [self] xp, t, vp in
             do {
                 try d.velocity(x: xp, t: [Float](repeating: t, count: n), conditions: conds, out: vp)
                 reportProgress()
@@ -358,7 +396,24 @@ public final class SearchToolkit: @unchecked Sendable {
         return LatentBatch(nodes: ids, x: b.x, t: b.t, conditions: conds, role: role)
     }
 
+    /// Records a departure from the plan (fewer candidates, a step skipped) for the manifest.
+    public func note(_ text: String) { notes.append(text) }
+
     // MARK: scoring, pools, candidates
+
+    /// Decodes the rows (t = 0) into images without scoring them (previews for a reflector
+    /// or for the report); no verifier call. Returns the node ids.
+    @discardableResult
+    public func decode(_ b: LatentBatch) throws -> [Int] {
+        precondition(b.t == 0, "only clean latents (t = 0) are decoded")
+        guard b.count > 0 else { return [] }
+        let d = try denoiser(b.role)
+        let start = DispatchTimeClock.now()
+        let imgs = try d.model.decode(b.x, count: b.count, context: call)
+        decodeNs += DispatchTimeClock.now() - start
+        for (k, id) in b.nodes.enumerated() { images[id] = imgs[k] }
+        return b.nodes
+    }
 
     /// Decodes the rows (t = 0) and scores them under every verifier in `pool`; returns
     /// the node ids. Each verifier call is metered (one per image).
@@ -518,6 +573,36 @@ public final class SearchToolkit: @unchecked Sendable {
         return out
     }
 
+    /// Visual reflection (SF2 Eq. 13): the reflector sees several images of each lineage
+    /// (`views[i]` are node ids with images, e.g. [preview, sketch]; `names` their view
+    /// names, ext/draft/reflector-views.h) and returns one JSON object per lineage, stored
+    /// on node `on[i]`. A reflector without the views extension sees the last view only.
+    /// Metered: one reflector call per lineage.
+    public func reflect(views: [[Int]], names: [String], on: [Int]) throws -> [String] {
+        guard let reflector else {
+            throw AssayError.failed("strategy '\(plan.strategy)' reflects, but the job has no reflector")
+        }
+        precondition(views.count == on.count && views.allSatisfy { $0.count == names.count })
+        guard !views.isEmpty else { return [] }
+        try meter.reserveReflectorCalls(views.count)
+        let imgs = try views.map { row in
+            try row.map { id -> RGBImage in
+                guard let i = images[id] else { throw AssayError.failed("node \(id) has no image to reflect on: decode it first") }
+                return i
+            }
+        }
+        let det: [String?] = views.map { row in verifiers.first.flatMap { details[row.last!]?[$0.instance.id] } }
+        let out: [String]
+        if reflector.hasViews {
+            out = try reflector.reflectViews(prompt: job.prompt, names: names, images: imgs, details: det, context: call)
+        } else {
+            out = try reflector.reflect(prompt: job.prompt, images: imgs.map { $0.last! }, details: det, history: nil, context: call)
+        }
+        for (k, id) in on.enumerated() { nodes[id].reflection = out[k] }
+        reportProgress()
+        return out
+    }
+
     // MARK: replay
 
     /// Recomputes node `id` alone (batch of one) from its ancestors, through the same
@@ -571,7 +656,7 @@ public final class SearchToolkit: @unchecked Sendable {
             }
         case .integrate:
             x = try parent()
-            if let sampler, node.role == "base", node.steps == nil {
+            if node.sampler != nil, let sampler {
                 try advance(sampler, &x, from: tf, to: tt, denoiser: d, conditions: [cond])
             } else {
                 let times = Schedule.segment(from: tf, to: tt, steps: plan.steps, shift: d.info.scheduleShift,
@@ -587,6 +672,16 @@ public final class SearchToolkit: @unchecked Sendable {
         return x
     }
 
+    // MARK: compute
+
+    /// Model FLOPs run over what the same evaluations cost uncached, over every role (1 when
+    /// nothing was cached; nil when no model reports FLOPs, see ext/blocks.h).
+    public var flopRatio: Double? {
+        let run = denoisers.values.reduce(0) { $0 + $1.flopsRun }
+        let all = denoisers.values.reduce(0) { $0 + $1.flopsUncached }
+        return all > 0 ? run / all : nil
+    }
+
     // MARK: progress
 
     /// Publishes NFEs used and progress (the D-Bus layer rate-limits the signals).
@@ -594,6 +689,7 @@ public final class SearchToolkit: @unchecked Sendable {
         let used = meter.nfeUsed
         let score = bestScore
         let count = candidates.count
+        let ratio = flopRatio
         job.update {
             $0.nfeUsed = used
             $0.verifierCalls = meter.verifierCalls
@@ -601,6 +697,7 @@ public final class SearchToolkit: @unchecked Sendable {
             $0.progress = min(1, Double(used) / Double(max(1, plan.budgetNFE)))
             $0.bestScore = score
             $0.candidates = count
+            $0.flopRatio = ratio
         }
     }
 }

@@ -28,6 +28,9 @@ public protocol Strategy: Sendable {
     /// The size that fills `budget`, for a strategy whose last round may run partly (so the
     /// largest size whose full plan fits would leave budget unspent); nil = that largest size.
     func size(toFill budget: Int, _ options: StrategyOptions, cost: SearchCost) -> Int?
+    /// Checks that the job has what these options use (a reflector, a sampler), with a
+    /// message that says what to add; called at Submit after the roles are bound.
+    func validate(_ options: StrategyOptions, resources: StrategyResources) throws
     /// NFEs the plan costs when nothing stops it early (a partial last round included).
     func plannedNFE(_ options: StrategyOptions, cost: SearchCost) -> Int
     /// Runs the search.
@@ -39,6 +42,20 @@ extension Strategy {
     public var sizeOption: String? { nil }
     public func validate(_ options: StrategyOptions, cost: SearchCost) throws {}
     public func size(toFill budget: Int, _ options: StrategyOptions, cost: SearchCost) -> Int? { nil }
+    public func validate(_ options: StrategyOptions, resources: StrategyResources) throws {}
+}
+
+/// What a job brings besides its base model, for `Strategy.validate(_:resources:)`.
+public struct StrategyResources: Sendable {
+    /// Model ids by role (`base` included).
+    public let models: [String: String]
+    public let reflector: String?
+    public let sampler: String?
+    public init(models: [String: String], reflector: String?, sampler: String?) {
+        self.models = models
+        self.reflector = reflector
+        self.sampler = sampler
+    }
 }
 
 /// What integration costs on the job's base model, so a strategy can price a plan before

@@ -132,9 +132,18 @@ public struct StrategyOptions: Sendable, Equatable, Codable {
 public struct StrategyRole: Sendable {
     public let name: String
     public let help: String
-    public init(_ name: String, _ help: String) {
+    /// Needed only when this strategy option has this value (nil: always needed).
+    public let neededWhen: (option: String, value: String)?
+    public init(_ name: String, _ help: String, neededWhen: (option: String, value: String)? = nil) {
         self.name = name
         self.help = help
+        self.neededWhen = neededWhen
+    }
+
+    /// Whether a job with these options must name a model for this role.
+    public func isNeeded(_ o: StrategyOptions) -> Bool {
+        guard let w = neededWhen else { return true }
+        return o.values[w.option] == .string(w.value)
     }
     public static let base = StrategyRole("base", "the model that makes the final images (the job's 'model')")
 }
