@@ -17,7 +17,7 @@ final class SearchDaemonTests: XCTestCase {
         let list = ((reply["data"] as! [Any])[0] as! [[String: Any]])
         func field(_ d: [String: Any], _ key: String) -> Any? { (d[key] as? [String: Any])?["data"] }
         let names = list.compactMap { field($0, "name") as? String }
-        XCTAssertEqual(Set(names), ["single", "best-of-n", "zero-order", "paths", "halving", "particles"])
+        XCTAssertEqual(Set(names), ["single", "best-of-n", "zero-order", "paths", "halving", "particles", "cofusion"])
         let paths = list.first { field($0, "name") as? String == "paths" }!
         let options = field(paths, "options") as! [[String: Any]]
         let backward = options.first { field($0, "name") as? String == "backward" }!
@@ -77,6 +77,46 @@ final class SearchDaemonTests: XCTestCase {
         XCTAssertNil(plan["n"], "n now lives in strategy_options")
     }
 
+    /// Co-Fusion with DBCache sketches and visual reflection through the daemon: the FLOP
+    /// ratio as a Job1 property (busctl) and in the manifest, the sketch pool, the preview
+    /// images, the reflection on the continued trajectory, and `assayctl report` showing it.
+    func testCoFusionWithDBCacheSketchesAndReflectionThroughTheDaemon() throws {
+        let d = try shapesDaemon()
+        guard FileManager.default.fileExists(atPath: TestEnvironment.buildPluginsDirectory + "/dbcache.so") else {
+            throw XCTSkip("dbcache.so is not built")
+        }
+        let job = try d.submit("a red circle above a blue square", [
+            "strategy": .string("cofusion"), "steps": .uint32(10), "seed": .uint64(4), "save_candidates": .bool(true),
+            "sampler": .string("dbcache"), "reflector": .string("shapes-reflector"),
+            "sampler_options": .vardict(["warmup": .uint32(1), "threshold": .double(0.3)]),
+            "strategy_options": .vardict(["n": .uint32(3), "k": .uint32(3), "fast": .string("sampler"), "reflect": .string("on")]),
+        ])
+        XCTAssertEqual(try d.waitFinished(job, timeout: 300), "done")
+        let r = d.bus.cli(["busctl", "get-property", "io.assay.Assay1", job, "io.assay.Job1", "FlopRatio"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ratio = Double(r.stdout.split(separator: " ").last.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "") ?? 9
+        XCTAssertLessThan(ratio, 1, "busctl says FlopRatio \(r.stdout)")
+        XCTAssertEqual(try d.property(job, "ReflectorCalls"), .uint32(1))
+        let m = try d.manifest(job)
+        XCTAssertEqual(m["flop_ratio"] as? Double ?? 9, ratio, accuracy: 1e-5, "busctl prints 6 digits")
+        let nodes = m["nodes"] as! [[String: Any]]
+        XCTAssertEqual(nodes.filter { $0["pool"] as? String == "sketch" }.count, 3)
+        let preview = try XCTUnwrap(nodes.first { $0["op"] as? String == "x0" })
+        XCTAssertNotNil(preview["image"] as? String, "the preview's image was not kept")
+        let reflected = try XCTUnwrap(nodes.first { $0["reflection"] is String })
+        XCTAssertTrue((reflected["reflection"] as! String).contains("feedback"))
+        let chosen = m["chosen_path"] as! [Int]
+        XCTAssertTrue(chosen.contains(reflected["id"] as! Int), "the reflection is not on the chosen trajectory")
+        let page = TestEnvironment.temporaryDirectory("cofusion-report") + "/page.html"
+        let rep = Shell.run([TestEnvironment.assayctlPath, "report", try d.string(job, "ManifestPath"), "-o", page])
+        XCTAssertEqual(rep.status, 0, rep.stderr)
+        let html = try String(contentsOfFile: page, encoding: .utf8)
+        for text in ["reflector:", "sampler dbcache", "pool sketch", "FLOPs ×"] {
+            XCTAssertTrue(html.contains(text), "the report lacks '\(text)'")
+        }
+        d.assertAlive()
+    }
+
     /// Manifests of version 1 (before the search engine) still decode, best-of-n's top-level
     /// n becoming its strategy option; a newer version is refused with a reason.
     func testOlderManifestsDecodeAndNewerOnesAreRefused() throws {
@@ -104,15 +144,16 @@ final class SearchDaemonTests: XCTestCase {
     func testEveryStrategyReplaysFromItsManifestThroughTheCLI() throws {
         let d = try shapesDaemon()
         let dir = TestEnvironment.temporaryDirectory("search-cli")
-        let runs: [(String, [String])] = [
-            ("best-of-n", ["n=3"]), ("zero-order", ["n=2", "iterations=1", "similarity=0.9"]),
-            ("paths", ["n=2", "m=2", "length=2"]), ("halving", ["n=4", "rounds=1"]),
-            ("particles", ["n=3", "interval=2", "potential=diff"]),
+        let runs: [(String, [String], [String])] = [
+            ("best-of-n", ["n=3"], []), ("zero-order", ["n=2", "iterations=1", "similarity=0.9"], []),
+            ("paths", ["n=2", "m=2", "length=2"], []), ("halving", ["n=4", "rounds=1"], []),
+            ("particles", ["n=3", "interval=2", "potential=diff"], []),
+            ("cofusion", ["n=3", "k=2", "reflect=on"], ["--role", "draft=shapes-turbo", "--reflector", "shapes-reflector"]),
         ]
-        for (strategy, options) in runs {
+        for (strategy, options, extra) in runs {
             let first = Shell.run([TestEnvironment.assayctlPath, "--address", d.bus.address, "generate", "a red circle",
                                    "--strategy", strategy, "--steps", "6", "--seed", "21", "--json", "-q",
-                                   "--out", dir + "/\(strategy).png"] + options.flatMap { ["--option", $0] }, timeout: 300)
+                                   "--out", dir + "/\(strategy).png"] + options.flatMap { ["--option", $0] } + extra, timeout: 300)
             XCTAssertEqual(first.status, 0, "\(strategy): \(first.stderr)")
             let out = try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as! [String: Any]
             let manifest = try XCTUnwrap(out["manifest_path"] as? String)

@@ -1,0 +1,361 @@
+#!/usr/bin/python3
+"""SF2 (Sketch-First, Scale-Fast) Table 1/2 analogue on the embedded shapes model, through the
+daemon over D-Bus: best-of-n against `cofusion` at n = 4, 8, 16.
+
+Configurations (each a job per prompt and n; selection by --selector, default the exact
+checker `shapes-checker`; every result judged by the independent `shapes-judge`, which never
+selects, beside the selector's own claim):
+
+  best-of-n          n full base-model samples (20 steps, guidance 1.75: 40 NFE each)
+  cofusion-turbo     cofusion, fast path the 4-step student shapes-turbo
+  cofusion-turbo+vr  the same with visual reflection (reflector shapes-reflector)
+  cofusion-dbcache   cofusion, fast path the dbcache sampler plugin on the base model
+  cofusion-dbcache+vr
+  k sweep            cofusion-turbo at n = 8 with k = 4, 6, 8, 10 (--k-sweep), to choose k
+
+and DBCache alone (--dbcache-seeds seeds per prompt): `single` with the dbcache sampler
+against `single` with the built-in Euler integrator from the same noise, at the same 20
+steps: pass rate under the judge, the job's FlopRatio (model FLOPs run / uncached, measured
+by the host from the blocks it ran) and the wall-time ratio.
+
+Reported: pass rate per category and overall (mean of categories, as GenEval), the selector's
+claim, mean NFEs, mean run time, each one's ratio to best-of-n at the same n, and the paired
+difference to best-of-n at the same n with a 95% bootstrap interval over prompts (resampled
+within categories). Wall times come from the manifests' run_ms; jobs run --jobs at a time
+(default 1, so they do not share cores).
+
+Resumable: finished jobs are cached in --cache (default docs/sf2-bench.json); --plot-only
+re-renders from it. Writes --out-txt (docs/sf2-bench.txt) and --plot (docs/images/sf2.png:
+pass rate against mean wall time per job).
+
+Usage: tools/sf2_bench.py [--assayd PATH] [--plugins DIR] [--per-category K] [--ns 4,8,16]
+Needs Debian's python3-dbus (re-runs itself with /usr/bin/python3 when the python3 on PATH
+lacks it) and python3-matplotlib for the plot.
+"""
+import argparse
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+try:
+    import dbus
+except ImportError:  # a python3 earlier on PATH without python3-dbus: use Debian's
+    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:])
+    if "--plot-only" not in sys.argv:
+        raise SystemExit("python3-dbus is missing: apt-get install python3-dbus")
+    dbus = None
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import search_bench as sb  # noqa: E402  (start_daemon, statistics)
+
+ROOT = sb.ROOT
+CATEGORIES = sb.CATEGORIES
+CONFIGS = ["best-of-n", "cofusion-turbo", "cofusion-turbo+vr", "cofusion-dbcache", "cofusion-dbcache+vr"]
+
+
+def job_options(config, n, k, seed, selector):
+    o = {"seed": dbus.UInt64(seed), "model": "shapes", "verifiers": dbus.Array([selector], signature="s")}
+    if config in ("euler", "dbcache"):
+        o["strategy"] = "single"
+        if config == "dbcache":
+            o["sampler"] = "dbcache"
+        return o
+    if config == "best-of-n":
+        o["strategy"] = "best-of-n"
+        o["strategy_options"] = dbus.Dictionary({"n": dbus.UInt32(n)}, signature="sv")
+        return o
+    so = {"n": dbus.UInt32(n)}
+    if k is not None:
+        so["k"] = dbus.UInt32(k)
+    o["strategy"] = "cofusion"
+    if "turbo" in config:
+        so["fast"] = "model"
+        o["models"] = dbus.Dictionary({"draft": "shapes-turbo"}, signature="sv")
+    else:
+        so["fast"] = "sampler"
+        o["sampler"] = "dbcache"
+    if config.endswith("+vr"):
+        so["reflect"] = "on"
+        o["reflector"] = "shapes-reflector"
+    o["strategy_options"] = dbus.Dictionary(so, signature="sv")
+    return o
+
+
+def key_of(config, n, k, line, seed):
+    return f"{config}|{n}|{k}|{line}|{seed}"
+
+
+def work_list(args, prompts):
+    out = []
+    for line, cat, prompt in prompts:
+        for s in range(args.dbcache_seeds):
+            seed = args.seed_base + 1000 * s + line
+            for config in ("euler", "dbcache"):
+                out.append((config, 1, None, line, cat, prompt, seed))
+    for n in args.ns:
+        for line, cat, prompt in prompts:
+            for config in CONFIGS:
+                out.append((config, n, None, line, cat, prompt, args.seed_base + line))
+    for k in args.k_sweep:
+        for line, cat, prompt in prompts:
+            out.append(("cofusion-turbo", 8, k, line, cat, prompt, args.seed_base + line))
+    return out
+
+
+class Cache(sb.Cache):
+    def __init__(self, path):
+        self.path = path
+        self.jobs = {}
+        self.meta = {"runs": []}
+        if os.path.exists(path):
+            with open(path) as f:
+                data = json.load(f)
+            self.meta = data.get("meta", self.meta)
+            for j in data.get("jobs", []):
+                self.jobs[key_of(j["config"], j["n"], j["k"], j["line"], j["seed"])] = j
+        self.saved = time.time()
+
+    def save(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        tmp = self.path + ".tmp"
+        jobs = sorted(self.jobs.values(), key=lambda j: (j["config"], j["n"], j["k"] or 0, j["line"], j["seed"]))
+        with open(tmp, "w") as f:
+            f.write('{"meta": ' + json.dumps(self.meta, indent=1) + ',\n"jobs": [\n')
+            f.write(",\n".join(json.dumps(j, sort_keys=True) for j in jobs))
+            f.write("\n]}\n")
+        os.replace(tmp, self.path)
+        self.saved = time.time()
+
+
+def run_jobs(args, todo, cache):
+    state = tempfile.mkdtemp(prefix="assay-sf2-")
+    bus, daemon, conn = sb.start_daemon(args.assayd, args.plugins, state, args.jobs)
+    started = time.time()
+    done = 0
+    try:
+        manager = dbus.Interface(conn.get_object("io.assay.Assay1", "/io/assay/Assay1"), "io.assay.Manager1")
+        loaded = {str(p["id"]) for p in manager.ListPlugins() if p["state"] == "loaded"}
+        need = {args.judge, args.selector, "shapes", "shapes-turbo", "dbcache", "shapes-reflector"}
+        if need - loaded:
+            raise SystemExit(f"not loaded: {', '.join(sorted(need - loaded))} (build the plugins: make -C Plugins)")
+        cache.meta["cofusion"] = sb.plain([s for s in manager.ListStrategies() if s["name"] == "cofusion"][0])
+
+        def submit(w):
+            config, n, k, line, cat, prompt, seed = w
+            path = manager.Submit(prompt, dbus.Dictionary(job_options(config, n, k, seed, args.selector), signature="sv"))
+            return {"w": w, "obj": conn.get_object("io.assay.Assay1", path)}
+
+        def collect(j):
+            config, n, k, line, cat, prompt, seed = j["w"]
+            obj = j["obj"]
+            p = {str(a): sb.plain(b) for a, b in dbus.Interface(obj, "org.freedesktop.DBus.Properties").GetAll("io.assay.Job1").items()}
+            rec = {"config": config, "n": n, "k": k, "line": line, "category": cat, "prompt": prompt, "seed": seed,
+                   "state": p.get("State"), "stop_reason": p.get("StopReason"), "nfe_used": p.get("NfeUsed"),
+                   "flop_ratio": p.get("FlopRatio"), "reflector_calls": p.get("ReflectorCalls"),
+                   "error": p.get("Error") or None}
+            try:
+                m = json.loads(sb.read_fd(dbus.Interface(obj, "io.assay.Job1").OpenManifest()))
+                rec["run_ms"] = round(m["timings"]["run_ms"], 1)
+                rec["strategy_options"] = m["plan"].get("strategy_options")
+                rec["notes"] = m.get("notes")
+                rec["negative_prompts"] = sorted({c.get("negative_prompt") for c in (m.get("conditions") or [])
+                                                  if c.get("negative_prompt")})
+            except dbus.DBusException as e:
+                rec["manifest_error"] = str(e)
+            rec["judge_pass"] = rec["selector_pass"] = False
+            if rec["state"] == "done":
+                fd = dbus.Interface(obj, "io.assay.Job1").OpenResult()
+                rows = manager.Score(prompt, [fd], dbus.Array([args.judge, args.selector], signature="s"),
+                                     dbus.Dictionary({}, signature="sv"))
+                r = sb.plain(rows[0])
+                rec["judge_pass"] = bool(json.loads(r["details"][args.judge])["pass"])
+                rec["selector_pass"] = bool(json.loads(r["details"][args.selector])["pass"])
+            return rec
+
+        queue, flying = list(todo), []
+        while queue or flying:
+            while queue and len(flying) < args.jobs:
+                flying.append(submit(queue.pop(0)))
+            time.sleep(0.02)
+            still = []
+            for j in flying:
+                st = dbus.Interface(j["obj"], "org.freedesktop.DBus.Properties").Get("io.assay.Job1", "State")
+                if st in ("queued", "running"):
+                    still.append(j)
+                    continue
+                rec = collect(j)
+                cache.jobs[key_of(rec["config"], rec["n"], rec["k"], rec["line"], rec["seed"])] = rec
+                done += 1
+                if rec["state"] != "done":
+                    print(f"  {rec['config']} n={rec['n']} on {rec['prompt']!r}: {rec['state']} {rec['error']}", file=sys.stderr)
+            flying = still
+            if time.time() - cache.saved > 15:
+                cache.save()
+                el = time.time() - started
+                print(f"  {done}/{len(todo)} jobs, {el:.0f} s, about {el / max(1, done) * (len(todo) - done):.0f} s left",
+                      file=sys.stderr)
+    finally:
+        cache.save()
+        daemon.terminate()
+        daemon.wait()
+        bus.terminate()
+        bus.wait()
+        shutil.rmtree(state, ignore_errors=True)
+    return done
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def report(args, work, cache):
+    cells = {}
+    for w in work:
+        config, n, k, line, cat, prompt, seed = w
+        r = cache.jobs.get(key_of(config, n, k, line, seed))
+        if r:
+            cells.setdefault((config, n, k), []).append(r)
+    out = []
+    n_prompts = len({w[3] for w in work})
+    out.append(f"SF2 analogue on the shapes model: {n_prompts} prompts, selection by {args.selector}, "
+               f"judged by {args.judge} (which never selects)")
+    out.append("")
+    head = "| config | n | k | " + " | ".join(CATEGORIES) + " | overall (judge) | claim (" + args.selector + \
+        ") | NFE | run ms | NFE ratio | time ratio | judge − best-of-n [95% CI] |"
+    out.append(head)
+    out.append("|" + "---|" * (head.count("|") - 1))
+    summary = []
+    for n in args.ns:
+        base = cells.get(("best-of-n", n, None), [])
+        bnfe, btime = mean([r["nfe_used"] for r in base]), mean([r.get("run_ms") for r in base])
+        bpass = {r["line"]: (r["category"], r["judge_pass"]) for r in base}
+        for config in CONFIGS:
+            recs = cells.get((config, n, None), [])
+            if not recs:
+                continue
+            t = sb.by_category(recs)
+            ov = sb.overall(t)
+            claim = sb.overall(sb.by_category(recs, "selector_pass"))
+            nfe, ms = mean([r["nfe_used"] for r in recs]), mean([r.get("run_ms") for r in recs])
+            cats = " | ".join(f"{sum(t[c]) / len(t[c]):.3f}" if c in t else "-" for c in CATEGORIES)
+            if config == "best-of-n":
+                diff = "—"
+            else:
+                d, lo, hi = sb.paired_diff({r["line"]: (r["category"], r["judge_pass"]) for r in recs}, bpass, args.bootstrap)
+                diff = f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {sb.verdict(lo, hi)}"
+            out.append(f"| {config} | {n} | {recs[0]['strategy_options'].get('k', '-') if recs[0].get('strategy_options') else '-'} | "
+                       f"{cats} | {ov:.3f} | {claim:.3f} | {nfe:.0f} | {ms:.0f} | {nfe / bnfe:.2f} | {ms / btime:.2f} | {diff} |")
+            summary.append((config, n, ov, ms, nfe))
+    if args.k_sweep:
+        out.append("")
+        out.append("k sweep: cofusion-turbo at n = 8 (the base model's steps before the sketches, of 20)")
+        out.append("")
+        out.append("| k | overall (judge) | claim | NFE | run ms |")
+        out.append("|---|---|---|---|---|")
+        for k in args.k_sweep:
+            recs = cells.get(("cofusion-turbo", 8, k), [])
+            if recs:
+                out.append(f"| {k} | {sb.overall(sb.by_category(recs)):.3f} | "
+                           f"{sb.overall(sb.by_category(recs, 'selector_pass')):.3f} | "
+                           f"{mean([r['nfe_used'] for r in recs]):.0f} | {mean([r.get('run_ms') for r in recs]):.0f} |")
+    eu, dc = cells.get(("euler", 1, None), []), cells.get(("dbcache", 1, None), [])
+    if eu and dc:
+        out.append("")
+        out.append(f"DBCache alone: single sample, 20 steps, guidance 1.75, same noise ({len(eu)} jobs each)")
+        out.append("")
+        out.append("| sampler | overall (judge) | FLOP ratio (run/uncached) | FLOPs saved × | run ms | time ratio |")
+        out.append("|---|---|---|---|---|---|")
+        et = mean([r.get("run_ms") for r in eu])
+        for name, recs in (("euler (built-in)", eu), ("dbcache", dc)):
+            fr = mean([r.get("flop_ratio") for r in recs])
+            ms = mean([r.get("run_ms") for r in recs])
+            out.append(f"| {name} | {sb.overall(sb.by_category(recs)):.3f} | {fr:.3f} | {1 / fr:.2f} | {ms:.0f} | {ms / et:.2f} |")
+        pe = {(r["line"], r["seed"]): (r["category"], r["judge_pass"]) for r in eu}
+        pd = {(r["line"], r["seed"]): (r["category"], r["judge_pass"]) for r in dc}
+        d, lo, hi = sb.paired_diff(pd, pe, args.bootstrap)
+        out.append("")
+        out.append(f"dbcache − euler (judge pass rate, paired): {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    return out, summary
+
+
+def plot(args, summary, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no matplotlib: no plot", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    style = {"best-of-n": ("C0", "o", "-"), "cofusion-turbo": ("C3", "D", "-"), "cofusion-turbo+vr": ("C3", "D", ":"),
+             "cofusion-dbcache": ("C2", "^", "-"), "cofusion-dbcache+vr": ("C2", "^", ":")}
+    for config in CONFIGS:
+        pts = sorted((ms, ov, n) for c, n, ov, ms, nfe in summary if c == config)
+        if not pts:
+            continue
+        col, mk, ls = style[config]
+        ax.plot([p[0] / 1000 for p in pts], [p[1] for p in pts], color=col, marker=mk, linestyle=ls, label=config)
+        for ms, ov, n in pts:
+            ax.annotate(f"n={n}", (ms / 1000, ov), textcoords="offset points", xytext=(4, -10), fontsize=7, color=col)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("mean run time per job, seconds (log2; one CPU core)")
+    ax.set_ylabel(f"overall pass rate (judged by {args.judge})")
+    ax.set_title(f"Co-Fusion against best-of-n on the shapes model; selection by {args.selector}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"plot: {path}", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--assayd", default=sb.default_assayd())
+    ap.add_argument("--plugins", default=os.path.join(ROOT, "build/plugins"))
+    ap.add_argument("--prompts", default=os.path.join(ROOT, "tools/shapes/benchmark_prompts.txt"))
+    ap.add_argument("--per-category", type=int, default=8)
+    ap.add_argument("--ns", default="4,8,16")
+    ap.add_argument("--k-sweep", default="4,6,8,10")
+    ap.add_argument("--dbcache-seeds", type=int, default=2)
+    ap.add_argument("--seed-base", type=int, default=5000)
+    ap.add_argument("--selector", default="shapes-checker")
+    ap.add_argument("--judge", default="shapes-judge")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--cache", default=os.path.join(ROOT, "docs/sf2-bench.json"))
+    ap.add_argument("--out-txt", default=os.path.join(ROOT, "docs/sf2-bench.txt"))
+    ap.add_argument("--plot", default=os.path.join(ROOT, "docs/images/sf2.png"))
+    ap.add_argument("--plot-only", action="store_true")
+    args = ap.parse_args()
+    args.ns = [int(x) for x in args.ns.split(",") if x]
+    args.k_sweep = [int(x) for x in args.k_sweep.split(",") if x]
+    prompts = sb.load_prompts(args.prompts, args.per_category)
+    work = work_list(args, prompts)
+    cache = Cache(args.cache)
+    if not args.plot_only:
+        todo = [w for w in work if key_of(w[0], w[1], w[2], w[3], w[6]) not in cache.jobs]
+        print(f"{len(work)} jobs, {len(todo)} to run", file=sys.stderr)
+        if todo:
+            cache.meta.setdefault("runs", []).append({"date": datetime.datetime.now().isoformat(timespec="seconds"),
+                                                      "assayd": sb.identify(args.assayd), "argv": sys.argv[1:]})
+            run_jobs(args, todo, cache)
+    lines, summary = report(args, work, cache)
+    lines += ["", "command: tools/sf2_bench.py " + " ".join(sys.argv[1:]),
+              "date: " + datetime.datetime.now().isoformat(timespec="seconds")]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out_txt)), exist_ok=True)
+    with open(args.out_txt, "w") as f:
+        f.write(text)
+    plot(args, summary, args.plot)
+
+
+if __name__ == "__main__":
+    main()
