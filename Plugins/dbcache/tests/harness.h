@@ -269,7 +269,7 @@ static hx_job_t *hx_job_new(const hx_model_t *hm, uint32_t batch, const char *co
    return j;
 }
 
-static void hx_job_reset(hx_job_t *j) {
+static inline void hx_job_reset(hx_job_t *j) {
    j->nfe = 0;
    j->flops = j->block_flops = 0;
    j->step = -1;
