@@ -15,8 +15,27 @@
  * earlier reflections in history[i] (1 without history).
  * A prompt outside the grammar is refused like shapes-checker does.
  *
+ * Views (assay.reflector-views.draft/1, SF2's visual reflection, Eq. 12-14): the host shows
+ * each candidate's trajectory as a "preview" (the decoded early x0-prediction: blurry,
+ * colours and layout roughly right), a "sketch" (the same trajectory finished cheaply) and
+ * maybe a "final". The checker runs on the primary view (final, else sketch, else the last
+ * known view, else the last view), which gives the feedback and revised prompt: it is the
+ * most complete. The preview is there for the negative prompt: what is wrong in BOTH is what
+ * the trajectory keeps, so a negative candidate of the primary view (a wrong-coloured or
+ * wrong-shaped object, an excess, a wrong relation) is kept only when the checker sees it in
+ * the preview too. The preview is trusted on colours and layout, not shapes (blur hides them
+ * first): its objects are known by colour where that tells them apart, else by shape (an
+ * ambiguous blob counts as every shape it may be). A preview that
+ * shows none drops the negative prompt (the defect is the cheap finish's, not the
+ * trajectory's); an unreadable preview (the checker finds no
+ * object in it) is ignored.
+ * Added fields: "views" (the views used, e.g. ["preview","sketch"]), "confirmed_by_preview",
+ * and "unconfirmed_negative" (the primary's negative the preview did not show). Unknown view
+ * names are ignored; 1..8 views; the images of the used views are validated like reflect's.
+ *
  * Threads: no mutable state at all; every buffer is allocated per call. */
 #include <assay/assay.h>
+#include <assay/ext/draft/reflector-views.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -170,14 +189,146 @@ static assay_result_t sr_reflect(const assay_plugin_t *plugin, const assay_call_
    return ASSAY_OK;
 }
 
+#define SR_MAX_VIEWS 8
+
+static sw_image_t sr_image(const assay_image_t *image) {
+   const sw_image_t img = {image->width, image->height, image->stride, image->pixels};
+   return img;
+}
+
+static assay_result_t sr_reflect_views(const assay_plugin_t *plugin, const assay_call_t *call,
+                                       const char *prompt, uint32_t n, uint32_t views,
+                                       const char *const *view_names,
+                                       const assay_image_t *images, const char *const *details,
+                                       const char *const *history,
+                                       const assay_text_out_t *out) {
+   const sr_instance_t *self = (const sr_instance_t *)plugin->plugin_data;
+   (void)details; /* not relied upon: the checker is re-run on the images */
+   if (prompt == NULL || out == NULL || out->set == NULL || (n > 0 && images == NULL) ||
+       (views > 0 && view_names == NULL)) {
+      sr_fail(self, call, "shapes-reflector: reflect_views got a NULL prompt, image array, "
+                          "view-name array or output sink (host bug)");
+      return ASSAY_ERR_INVALID_ARGUMENT;
+   }
+   if (views == 0 || views > SR_MAX_VIEWS) {
+      sr_fail(self, call, "shapes-reflector: reflect_views takes 1 to %d views per candidate, "
+                          "got %u (host bug)", SR_MAX_VIEWS, views);
+      return ASSAY_ERR_INVALID_ARGUMENT;
+   }
+   /* the primary view: final, else sketch, else the last known view, else the last view;
+    * the preview confirms it when it is another view */
+   int final = -1, sketch = -1, preview = -1, last_known = -1;
+   for (uint32_t j = 0; j < views; j++) {
+      const char *name = view_names[j];
+      if (name == NULL) {
+         sr_fail(self, call, "shapes-reflector: reflect_views got a NULL name for view %u "
+                             "(host bug)", j);
+         return ASSAY_ERR_INVALID_ARGUMENT;
+      }
+      int *slot = strcmp(name, ASSAY_VIEW_FINAL) == 0     ? &final
+                  : strcmp(name, ASSAY_VIEW_SKETCH) == 0  ? &sketch
+                  : strcmp(name, ASSAY_VIEW_PREVIEW) == 0 ? &preview
+                                                          : NULL;
+      if (slot == NULL)
+         continue; /* unknown views are ignored */
+      if (*slot >= 0) {
+         sr_fail(self, call, "shapes-reflector: reflect_views got the view \"%s\" twice "
+                             "(views %d and %u; host bug)", name, *slot, j);
+         return ASSAY_ERR_INVALID_ARGUMENT;
+      }
+      *slot = (int)j;
+      last_known = (int)j;
+   }
+   const int primary = final >= 0    ? final
+                       : sketch >= 0 ? sketch
+                       : last_known >= 0 ? last_known : (int)views - 1;
+   if (preview == primary)
+      preview = -1;
+   sw_spec_t spec;
+   char err[512];
+   if (sw_parse(prompt, &spec, err, sizeof err) != 0) {
+      char shown[128];
+      sr_show_prompt(prompt, shown);
+      sr_fail(self, call,
+              "shapes-reflector: the prompt \"%s\" is outside the shapes grammar: %s", shown,
+              err);
+      return ASSAY_ERR_INVALID_ARGUMENT;
+   }
+   for (uint32_t i = 0; i < n; i++) {
+      for (int k = 0; k < 2; k++) {
+         const int j = k == 0 ? primary : preview;
+         if (j < 0)
+            continue;
+         const sw_image_t img = sr_image(&images[(size_t)i * views + (size_t)j]);
+         const char *problem = sw_check_image_problem(&img);
+         if (problem != NULL) {
+            sr_fail(self, call,
+                    "shapes-reflector: image %u's view %d (\"%.40s\") is malformed (%ux%u, "
+                    "stride %u): %s", i, j, view_names[j], img.width, img.height, img.stride,
+                    problem);
+            return ASSAY_ERR_INVALID_ARGUMENT;
+         }
+      }
+      if (history != NULL && history[i] != NULL && sr_count_array(history[i]) < 0) {
+         sr_fail(self, call, "shapes-reflector: history[%u] is not a JSON array of earlier "
+                             "reflections (host bug)", i);
+         return ASSAY_ERR_INVALID_ARGUMENT;
+      }
+   }
+   for (uint32_t i = 0; i < n; i++) {
+      if (self->host != NULL && self->host->is_cancelled != NULL &&
+          self->host->is_cancelled(self->host, call)) {
+         sr_fail(self, call, "shapes-reflector: cancelled");
+         return ASSAY_ERR_CANCELLED;
+      }
+      const long round =
+         history != NULL && history[i] != NULL ? sr_count_array(history[i]) + 1 : 1;
+      const sw_image_t img = sr_image(&images[(size_t)i * views + (size_t)primary]);
+      sw_check_t result, seen;
+      if (sw_check(&img, &spec, &result) != 0) {
+         sr_fail(self, call, "shapes-reflector: out of memory checking image %u", i);
+         return ASSAY_ERR_NO_MEMORY;
+      }
+      if (preview >= 0) {
+         const sw_image_t pimg = sr_image(&images[(size_t)i * views + (size_t)preview]);
+         if (sw_check(&pimg, &spec, &seen) != 0) {
+            sw_check_free(&result);
+            sr_fail(self, call, "shapes-reflector: out of memory checking image %u", i);
+            return ASSAY_ERR_NO_MEMORY;
+         }
+      }
+      sw_buf_t json;
+      sw_buf_init(&json);
+      sw_reflect_views_json(&spec, &result, preview >= 0 ? &seen : NULL, view_names[primary],
+                            round, &json);
+      sw_check_free(&result);
+      if (preview >= 0)
+         sw_check_free(&seen);
+      if (json.oom) {
+         sw_buf_free(&json);
+         sr_fail(self, call, "shapes-reflector: out of memory writing reflection %u", i);
+         return ASSAY_ERR_NO_MEMORY;
+      }
+      out->set(out, i, json.data);
+      sw_buf_free(&json);
+   }
+   return ASSAY_OK;
+}
+
 static const assay_reflector_ext_t sr_reflector_ext = {
    .reflect = sr_reflect,
+};
+
+static const assay_reflector_views_ext_t sr_reflector_views_ext = {
+   .reflect_views = sr_reflect_views,
 };
 
 static const void *sr_get_extension(const assay_plugin_t *plugin, const char *id) {
    (void)plugin;
    if (id != NULL && strcmp(id, ASSAY_EXT_REFLECTOR) == 0)
       return &sr_reflector_ext;
+   if (id != NULL && strcmp(id, ASSAY_EXT_REFLECTOR_VIEWS_DRAFT) == 0)
+      return &sr_reflector_views_ext;
    return NULL;
 }
 

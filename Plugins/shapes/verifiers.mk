@@ -14,6 +14,7 @@
 SHV_DIR := $(HERE)/shapes
 SHV_WORLD_SRCS := $(sort $(wildcard $(SHV_DIR)/world/*.c))
 SHV_WORLD_HDRS := $(wildcard $(SHV_DIR)/world/*.h)
+SHV_DRAFT_HDRS := $(INCLUDE_DIR)/assay/ext/draft/reflector-views.h
 SHV_PLUGINS := $(OUT_ABS)/shapes-checker.so $(OUT_ABS)/shapes-quality.so \
                $(OUT_ABS)/shapes-reflector.so
 SHV_TEST_DIR := $(ROOT)/build/shapes-verifier-tests
@@ -24,10 +25,12 @@ EXTRA_PLUGINS += $(SHV_PLUGINS)
 
 $(SHV_PLUGINS): $(OUT_ABS)/%.so: $(SHV_DIR)/%.c $(SHV_WORLD_SRCS) $(SHV_WORLD_HDRS) $(DEPS) \
                 $(SHV_DIR)/verifiers.mk | $(OUT_ABS)
-	$(CC) $(PLUGIN_CFLAGS) -O3 -o $@ $< $(SHV_WORLD_SRCS) $(PLUGIN_LDFLAGS)
+	$(CC) $(PLUGIN_CFLAGS) -O3 -o $@ $(SHV_DIR)/$*.c $(SHV_WORLD_SRCS) $(PLUGIN_LDFLAGS)
+# the reflector also implements a DRAFT extension, whose header $(DEPS) does not list
+$(OUT_ABS)/shapes-reflector.so: $(SHV_DRAFT_HDRS)
 
 $(SHV_TEST_BIN): $(SHV_DIR)/verifier-tests/test_verifiers.c $(SHV_WORLD_SRCS) $(SHV_WORLD_HDRS) \
-                 $(DEPS) $(SHV_DIR)/verifiers.mk
+                 $(DEPS) $(SHV_DRAFT_HDRS) $(SHV_DIR)/verifiers.mk
 	mkdir -p $(SHV_TEST_DIR)
 	$(CC) -std=c11 -O3 -g -Wall -Wextra -Werror -pedantic -I$(INCLUDE_DIR) -o $@ $< \
 	    $(SHV_WORLD_SRCS) -lm -ldl -pthread

@@ -14,11 +14,17 @@
  * 4. Plugins (dlopen): descriptors, scores equal to world/, details are valid JSON, the
  *    parse error reaches report_error, malformed images are refused, strided images give
  *    the same scores, four threads at once give the same results.
+ * 5. reflect_views (assay.reflector-views.draft/1): a negative prompt names what the sketch
+ *    and the (blurred) preview both show, is dropped when the preview disagrees, an
+ *    unreadable preview is ignored; the primary view (final > sketch > last known > last);
+ *    a sketch alone equals reflect over the fixture; bad inputs refused.
  * The last line is "N passed, M failed"; the exit status is 1 when M > 0.
  * SHV_SHOW=TAG in the environment prints the reflections of the fixture images whose tag
- * contains TAG (e.g. SHV_SHOW=model). */
+ * contains TAG (e.g. SHV_SHOW=model); SHV_SHOW=views prints the fixture cases whose
+ * negative a blurred copy as preview does not fully confirm. */
 #define _POSIX_C_SOURCE 200809L
 #include <assay/assay.h>
+#include <assay/ext/draft/reflector-views.h>
 
 #include <dlfcn.h>
 #include <math.h>
@@ -1252,6 +1258,350 @@ static void test_plugins(const char *dir, tcase_t *cases, int n) {
    reflector.plugin->destroy(reflector.plugin);
 }
 
+/* ---- 5. the reflector on several views (assay.reflector-views.draft/1) -------------------- */
+#define PREVIEW_BLUR 2.0 /* stand-in for the decoded x0-prediction: the checker still reads
+                          * objects of side >= 7 at sigma 2 (ambiguous shapes from ~2.5) */
+
+typedef struct views_ctx {
+   const assay_plugin_t *plugin;
+   const assay_reflector_ext_t *one;
+   const assay_reflector_views_ext_t *views;
+   texts_t *texts;
+   fake_call_data_t data;
+   assay_call_t call;
+} views_ctx_t;
+
+/* reflect_views on one candidate with images given as 32x32 RGB buffers (NULL name: the
+ * view is skipped). Returns rc; the JSON is in ctx->texts->items[0]. */
+static assay_result_t views_on(views_ctx_t *ctx, const char *prompt, uint32_t nviews,
+                               const char *const *names, uint8_t *const *rgb) {
+   assay_image_t imgs[8];
+   for (uint32_t j = 0; j < nviews; j++) {
+      imgs[j].width = imgs[j].height = 32;
+      imgs[j].stride = 96;
+      imgs[j].pixels = rgb[j];
+   }
+   texts_free(ctx->texts);
+   ctx->data.error[0] = '\0';
+   assay_text_out_t out = {ctx->texts, text_set};
+   return ctx->views->reflect_views(ctx->plugin, &ctx->call, prompt, 1, nviews, names, imgs,
+                                    NULL, NULL, &out);
+}
+
+/* `sketch` objects finished, `preview` objects blurred: the JSON of reflect_views on
+ * ["preview","sketch"] in json (size 2048). */
+static void views_scene(views_ctx_t *ctx, const char *prompt, const obj_t *sketch, int ns,
+                        const obj_t *preview, int np, char *json) {
+   uint8_t s[32 * 32 * 3], p0[32 * 32 * 3], p[32 * 32 * 3];
+   render(sketch, ns, s);
+   render(preview, np, p0);
+   blur(p0, p, 32, 32, PREVIEW_BLUR);
+   const char *names[2] = {ASSAY_VIEW_PREVIEW, ASSAY_VIEW_SKETCH};
+   uint8_t *rgb[2] = {p, s};
+   const assay_result_t rc = views_on(ctx, prompt, 2, names, rgb);
+   snprintf(json, 2048, "%s", rc == ASSAY_OK && ctx->texts->items[0] ? ctx->texts->items[0] : "");
+   expect(rc == ASSAY_OK && json_valid(json), "reflect_views \"%s\": rc %d %s %s", prompt, rc,
+          ctx->data.error, json);
+}
+
+static void expect_views(views_ctx_t *ctx, const char *prompt, const obj_t *sketch, int ns,
+                         const obj_t *preview, int np, const char *feedback,
+                         const char *negative, int confirmed, const char *unconfirmed,
+                         const char *views) {
+   char json[2048], fb[512], neg[256], unc[256], want[128];
+   views_scene(ctx, prompt, sketch, ns, preview, np, json);
+   json_get(json, "feedback", fb, sizeof fb);
+   json_get(json, "negative_prompt", neg, sizeof neg);
+   json_get(json, "unconfirmed_negative", unc, sizeof unc);
+   snprintf(want, sizeof want, "\"views\":%s,\"confirmed_by_preview\":%s", views,
+            confirmed ? "true" : "false");
+   expect(strcmp(fb, feedback) == 0 && strcmp(neg, negative) == 0 &&
+             strcmp(unc, unconfirmed) == 0 && strstr(json, want) != NULL,
+          "reflect_views \"%s\": want feedback \"%s\" negative \"%s\" unconfirmed \"%s\" %s, "
+          "got %s", prompt, feedback, negative, unconfirmed, want, json);
+}
+
+/* The reflection without the fields reflect_views adds (from ,"views": on). */
+static void strip_views(const char *json, char *out, size_t size) {
+   snprintf(out, size, "%s", json != NULL ? json : "");
+   char *p = strstr(out, ",\"views\":");
+   if (p != NULL) {
+      p[0] = '}';
+      p[1] = '\0';
+   }
+}
+
+static void test_reflector_views(const char *dir, tcase_t *cases, int n) {
+   loaded_t r = {0};
+   const int ok = load_plugin(dir, "shapes-reflector", ASSAY_EXT_REFLECTOR_VIEWS_DRAFT, &r) == 0;
+   expect(ok, "shapes-reflector has %s", ASSAY_EXT_REFLECTOR_VIEWS_DRAFT);
+   if (!ok)
+      return;
+   views_ctx_t ctx = {r.plugin, r.plugin->get_extension(r.plugin, ASSAY_EXT_REFLECTOR), r.ext,
+                      calloc(1, sizeof(texts_t)), {{0}}, {&fake_host, 1, NULL}};
+   ctx.call.host_data = &ctx.data;
+   expect(ctx.one != NULL, "shapes-reflector still has %s", ASSAY_EXT_REFLECTOR);
+
+   const obj_t btri = {SW_TRIANGLE, SW_BLUE, 10, 10, 10}, ytri = {SW_TRIANGLE, SW_YELLOW, 10, 10, 10};
+   const obj_t rc_right = {SW_CIRCLE, SW_RED, 20, 12, 9}, bsq_left = {SW_SQUARE, SW_BLUE, 2, 12, 9};
+   const obj_t rc_left = {SW_CIRCLE, SW_RED, 2, 12, 9}, bsq_right = {SW_SQUARE, SW_BLUE, 20, 12, 9};
+   const obj_t rc1 = {SW_CIRCLE, SW_RED, 2, 2, 9}, rc2 = {SW_CIRCLE, SW_RED, 20, 2, 9},
+               rc3 = {SW_CIRCLE, SW_RED, 2, 20, 9};
+   /* the blurred preview is still read by the checker: a blue blob that may be a triangle */
+   {
+      uint8_t a[32 * 32 * 3], b[32 * 32 * 3];
+      render(&btri, 1, a);
+      blur(a, b, 32, 32, PREVIEW_BLUR);
+      const sw_image_t img = {32, 32, 96, b};
+      sw_det_t *d = NULL;
+      int nd = 0;
+      sw_detect(&img, &d, &nd);
+      const sw_group_t g = {SW_TRIANGLE, SW_BLUE, 1, 0};
+      expect(nd == 1 && sw_det_may_match(&d[0], &g), "the checker reads a blurred (sigma %.1f) "
+             "blue triangle: %d detections", PREVIEW_BLUR, nd);
+      free(d);
+   }
+   /* persistent errors: seen in the sketch and the preview -> named, confirmed */
+   {
+      obj_t o[1] = {btri};
+      expect_views(&ctx, "a yellow triangle", o, 1, o, 1, "Make the blue triangle yellow.",
+                   "a blue triangle", 1, "", "[\"preview\",\"sketch\"]");
+      expect_views(&ctx, "a blue square", o, 1, o, 1, "Turn the blue triangle into a square.",
+                   "a blue triangle", 1, "", "[\"preview\",\"sketch\"]");
+   }
+   {
+      obj_t o[2] = {rc_right, bsq_left};
+      expect_views(&ctx, "a red circle left of a blue square", o, 2, o, 2,
+                   "Move the red circle to the left of the blue square.",
+                   "a blue square left of a red circle", 1, "", "[\"preview\",\"sketch\"]");
+   }
+   {
+      obj_t o[3] = {rc1, rc2, rc3};
+      expect_views(&ctx, "two red circles", o, 3, o, 3, "Remove the extra red circle.",
+                   "three red circles", 1, "", "[\"preview\",\"sketch\"]");
+   }
+   /* the preview disagrees: the defect is the cheap finish's, the negative is dropped (the
+    * feedback still comes from the sketch) */
+   {
+      obj_t s[1] = {btri}, p[1] = {ytri};
+      expect_views(&ctx, "a yellow triangle", s, 1, p, 1, "Make the blue triangle yellow.", "",
+                   0, "a blue triangle", "[\"preview\",\"sketch\"]");
+      /* the preview is not trusted on shapes (blur makes small triangles square-ish): a blue
+       * object in it keeps "a blue triangle" whatever shape it seems to have */
+      obj_t sq[1] = {{SW_SQUARE, SW_BLUE, 10, 10, 10}};
+      expect_views(&ctx, "a blue square", s, 1, sq, 1, "Turn the blue triangle into a square.",
+                   "a blue triangle", 1, "", "[\"preview\",\"sketch\"]");
+      /* ... but where colour does not tell the objects apart, shape does */
+      obj_t cs[2] = {{SW_CIRCLE, SW_GREEN, 20, 12, 10}, {SW_SQUARE, SW_GREEN, 2, 12, 10}};
+      obj_t cp[2] = {{SW_CIRCLE, SW_GREEN, 2, 12, 10}, {SW_SQUARE, SW_GREEN, 20, 12, 10}};
+      expect_views(&ctx, "a circle left of a square", cs, 2, cs, 2,
+                   "Move the circle to the left of the square.", "a square left of a circle", 1,
+                   "", "[\"preview\",\"sketch\"]");
+      expect_views(&ctx, "a circle left of a square", cs, 2, cp, 2,
+                   "Move the circle to the left of the square.", "", 0,
+                   "a square left of a circle", "[\"preview\",\"sketch\"]");
+   }
+   {
+      obj_t s[2] = {rc_right, bsq_left}, p[2] = {rc_left, bsq_right};
+      expect_views(&ctx, "a red circle left of a blue square", s, 2, p, 2,
+                   "Move the red circle to the left of the blue square.", "", 0,
+                   "a blue square left of a red circle", "[\"preview\",\"sketch\"]");
+   }
+   {
+      obj_t s[3] = {rc1, rc2, rc3}, p[2] = {rc1, rc2};
+      expect_views(&ctx, "two red circles", s, 3, p, 2, "Remove the extra red circle.", "", 0,
+                   "three red circles", "[\"preview\",\"sketch\"]");
+   }
+   /* partly confirmed: only what the preview shows too */
+   {
+      obj_t s[2] = {{SW_SQUARE, SW_BLUE, 2, 2, 9}, {SW_TRIANGLE, SW_RED, 20, 20, 9}};
+      obj_t p[2] = {{SW_SQUARE, SW_BLUE, 2, 2, 9}, {SW_TRIANGLE, SW_BLUE, 20, 20, 9}};
+      expect_views(&ctx, "a red square and a blue triangle", s, 2, s, 2,
+                   "Make the blue square red. Make the red triangle blue.",
+                   "a blue square and a red triangle", 1, "", "[\"preview\",\"sketch\"]");
+      expect_views(&ctx, "a red square and a blue triangle", s, 2, p, 2,
+                   "Make the blue square red. Make the red triangle blue.", "a blue square", 1,
+                   "", "[\"preview\",\"sketch\"]");
+   }
+   /* an unreadable preview (no object: background, or specks under 6 pixels) is ignored */
+   {
+      obj_t s[1] = {btri}, speck[1] = {{SW_SQUARE, SW_BLUE, 10, 10, 2}};
+      expect_views(&ctx, "a yellow triangle", s, 1, NULL, 0, "Make the blue triangle yellow.",
+                   "a blue triangle", 0, "", "[\"sketch\"]");
+      expect_views(&ctx, "a yellow triangle", s, 1, speck, 1, "Make the blue triangle yellow.",
+                   "a blue triangle", 0, "", "[\"sketch\"]");
+   }
+   /* a passing sketch: no negative whatever the preview */
+   {
+      obj_t s[1] = {ytri}, p[1] = {btri};
+      expect_views(&ctx, "a yellow triangle", s, 1, p, 1, "The image matches the prompt.", "",
+                   0, "", "[\"preview\",\"sketch\"]");
+   }
+
+   /* which view is primary; unknown names ignored */
+   {
+      uint8_t a[32 * 32 * 3], b[32 * 32 * 3], pv[32 * 32 * 3];
+      obj_t oa[1] = {btri}, ob[1] = {ytri};
+      render(oa, 1, a);
+      render(ob, 1, b);
+      memset(pv, 0, sizeof pv);
+      assay_image_t ia = {32, 32, 96, a}, ib = {32, 32, 96, b};
+      char want_a[2048], want_b[2048], got[2048];
+      assay_text_out_t out = {ctx.texts, text_set};
+      ctx.one->reflect(r.plugin, &ctx.call, "a yellow triangle", 1, &ia, NULL, NULL, &out);
+      snprintf(want_a, sizeof want_a, "%s", ctx.texts->items[0]);
+      ctx.one->reflect(r.plugin, &ctx.call, "a yellow triangle", 1, &ib, NULL, NULL, &out);
+      snprintf(want_b, sizeof want_b, "%s", ctx.texts->items[0]);
+      static const struct {
+         uint32_t n;
+         const char *names[3];
+         int which; /* 0: a, 1: b */
+         const char *views;
+      } rows[] = {
+         {2, {"sketch", "final"}, 1, "[\"final\"]"},
+         {2, {"final", "sketch"}, 0, "[\"final\"]"},
+         {2, {"sketch", "depth"}, 0, "[\"sketch\"]"},
+         {2, {"depth", "sketch"}, 1, "[\"sketch\"]"},
+         {1, {"depth"}, 0, "[\"depth\"]"},
+         {2, {"depth", "mask"}, 1, "[\"mask\"]"},
+         {2, {"preview", "depth"}, 0, "[\"preview\"]"},
+         {3, {"preview", "sketch", "final"}, 0, "[\"final\"]"}, /* black preview: unread */
+      };
+      for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+         uint8_t *rgb[3];
+         for (uint32_t j = 0; j < rows[k].n; j++)
+            rgb[j] = rows[k].n == 3 ? (j == 0 ? pv : j == 1 ? b : a) : j == 0 ? a : b;
+         const assay_result_t rc = views_on(&ctx, "a yellow triangle", rows[k].n,
+                                            rows[k].names, rgb);
+         const char *t = ctx.texts->items[0];
+         strip_views(t, got, sizeof got);
+         char want_views[128];
+         snprintf(want_views, sizeof want_views, "\"views\":%s", rows[k].views);
+         expect(rc == ASSAY_OK && json_valid(t) &&
+                   strcmp(got, rows[k].which ? want_b : want_a) == 0 &&
+                   strstr(t, want_views) != NULL,
+                "primary view of row %zu (%s...): rc %d, got %s", k, rows[k].names[0], rc,
+                t ? t : "(null)");
+      }
+   }
+
+   /* only "sketch" = reflect on that image (apart from the added fields), over the whole
+    * fixture, with histories; and the fixture's images with a blurred copy as preview */
+   {
+      int same = 0, total = 0, valid = 0, with_neg = 0, confirmed = 0;
+      const char *hist_one[1] = {"[{\"feedback\":\"x\"}]"};
+      for (int i = 0; i < n; i++) {
+         const tcase_t *c = &cases[i];
+         if (c->type != 1)
+            continue;
+         total++;
+         assay_image_t img = {(uint32_t)c->w, (uint32_t)c->h, (uint32_t)c->w * 3, c->rgb};
+         assay_text_out_t out = {ctx.texts, text_set};
+         char want[2048], got[2048], neg[256], tmpneg[256], err[64];
+         ctx.one->reflect(r.plugin, &ctx.call, c->caption, 1, &img, NULL, hist_one, &out);
+         snprintf(want, sizeof want, "%s", ctx.texts->items[0] ? ctx.texts->items[0] : "");
+         json_get(want, "negative_prompt", tmpneg, sizeof tmpneg);
+         const char *sk[1] = {ASSAY_VIEW_SKETCH};
+         assay_result_t rc = ctx.views->reflect_views(r.plugin, &ctx.call, c->caption, 1, 1, sk,
+                                                      &img, NULL, hist_one, &out);
+         strip_views(ctx.texts->items[0], got, sizeof got);
+         same += rc == ASSAY_OK && strcmp(got, want) == 0 &&
+                 strstr(ctx.texts->items[0], ",\"views\":[\"sketch\"],\"confirmed_by_preview\""
+                                             ":false}") != NULL;
+         /* preview: the image blurred */
+         uint8_t *pv = malloc((size_t)c->w * c->h * 3);
+         blur(c->rgb, pv, c->w, c->h, PREVIEW_BLUR);
+         assay_image_t two[2] = {{(uint32_t)c->w, (uint32_t)c->h, (uint32_t)c->w * 3, pv}, img};
+         const char *ps[2] = {ASSAY_VIEW_PREVIEW, ASSAY_VIEW_SKETCH};
+         rc = ctx.views->reflect_views(r.plugin, &ctx.call, c->caption, 1, 2, ps, two, NULL,
+                                       NULL, &out);
+         const char *t = ctx.texts->items[0];
+         json_get(t, "negative_prompt", neg, sizeof neg);
+         sw_spec_t tmp;
+         char fb1[1024], fb2[1024];
+         json_get(want, "feedback", fb1, sizeof fb1);
+         json_get(t, "feedback", fb2, sizeof fb2);
+         const int v = rc == ASSAY_OK && json_valid(t) && strcmp(fb1, fb2) == 0 &&
+                       (neg[0] == '\0' || sw_parse(neg, &tmp, err, sizeof err) == 0);
+         valid += v;
+         expect(v, "reflect_views on fixture case %d [%s] \"%s\": %s", i, c->tag, c->caption,
+                t ? t : "(null)");
+         with_neg += tmpneg[0] != '\0';
+         confirmed += tmpneg[0] != '\0' && strcmp(neg, tmpneg) == 0 &&
+                      strstr(t, "\"confirmed_by_preview\":true") != NULL;
+         if (getenv("SHV_SHOW") != NULL && strcmp(getenv("SHV_SHOW"), "views") == 0 &&
+             tmpneg[0] != '\0' && strcmp(neg, tmpneg) != 0)
+            printf("[%s] \"%s\" sketch negative \"%s\" -> %s\n", c->tag, c->caption, tmpneg, t);
+         free(pv);
+      }
+      printf("reflect_views: only a sketch = reflect %d/%d; with a blurred (sigma %.1f) copy as "
+             "preview: valid %d/%d, the whole negative confirmed %d/%d\n", same, total,
+             PREVIEW_BLUR, valid, total, confirmed, with_neg);
+      expect(same == total, "reflect_views on a sketch alone equals reflect");
+      /* a blurred copy of the same image shows the same problems: nearly all confirmed */
+      expect(with_neg > 0 && confirmed >= 0.9 * with_neg,
+             "a blurred copy confirms the negative: %d/%d", confirmed, with_neg);
+   }
+
+   /* bad inputs */
+   {
+      uint8_t a[32 * 32 * 3];
+      render(&btri, 1, a);
+      assay_image_t imgs[9];
+      for (int j = 0; j < 9; j++)
+         imgs[j] = (assay_image_t){32, 32, 96, a};
+      const char *names[9] = {"preview", "sketch", "final", "x", "y", "z", "u", "v", "w"};
+      assay_text_out_t out = {ctx.texts, text_set};
+      const char *P = "a yellow triangle";
+      assay_result_t rc;
+#define REFUSED(what, words, ...)                                                               \
+   do {                                                                                        \
+      ctx.data.error[0] = '\0';                                                                \
+      rc = ctx.views->reflect_views(r.plugin, &ctx.call, __VA_ARGS__);                          \
+      expect(rc == ASSAY_ERR_INVALID_ARGUMENT && strstr(ctx.data.error, words) != NULL,         \
+             "reflect_views refuses %s: rc %d \"%s\"", what, rc, ctx.data.error);               \
+   } while (0)
+      REFUSED("0 views", "1 to 8 views", P, 1, 0, names, imgs, NULL, NULL, &out);
+      REFUSED("9 views", "got 9", P, 1, 9, names, imgs, NULL, NULL, &out);
+      REFUSED("NULL view names", "NULL", P, 1, 2, NULL, imgs, NULL, NULL, &out);
+      REFUSED("NULL images", "NULL", P, 1, 2, names, NULL, NULL, NULL, &out);
+      REFUSED("NULL prompt", "NULL", NULL, 1, 2, names, imgs, NULL, NULL, &out);
+      REFUSED("NULL output", "NULL", P, 1, 2, names, imgs, NULL, NULL, NULL);
+      const char *nullname[2] = {"preview", NULL};
+      REFUSED("a NULL view name", "NULL name for view 1", P, 1, 2, nullname, imgs, NULL, NULL,
+              &out);
+      const char *twice[3] = {"sketch", "preview", "sketch"};
+      REFUSED("a view twice", "\"sketch\" twice", P, 1, 3, twice, imgs, NULL, NULL, &out);
+      REFUSED("a prompt outside the grammar", "hexagon", "a red hexagon", 1, 2, names, imgs,
+              NULL, NULL, &out);
+      const char *badhist[2] = {"[]", "{}"};
+      REFUSED("a history that is not an array", "history[1]", P, 2, 2, names, imgs, NULL,
+              badhist, &out);
+      imgs[3].stride = 5; /* candidate 1's sketch */
+      REFUSED("a malformed sketch", "image 1's view 1 (\"sketch\") is malformed", P, 2, 2,
+              names, imgs, NULL, NULL, &out);
+      imgs[3].stride = 96;
+      imgs[2].width = 100; /* candidate 1's preview */
+      REFUSED("a malformed preview", "image 1's view 0 (\"preview\") is malformed", P, 2, 2,
+              names, imgs, NULL, NULL, &out);
+      imgs[2].width = 32;
+#undef REFUSED
+      /* an unknown view is not read: its image may be anything */
+      imgs[1] = (assay_image_t){0, 0, 0, NULL};
+      const char *unk[3] = {"sketch", "depth", "preview"};
+      imgs[2] = imgs[0];
+      rc = ctx.views->reflect_views(r.plugin, &ctx.call, P, 1, 3, unk, imgs, NULL, NULL, &out);
+      expect(rc == ASSAY_OK && ctx.texts->items[0] != NULL &&
+                strstr(ctx.texts->items[0], "\"confirmed_by_preview\":true") != NULL,
+             "an unknown view's image is ignored: rc %d %s", rc, ctx.data.error);
+      rc = ctx.views->reflect_views(r.plugin, &ctx.call, P, 0, 2, names, NULL, NULL, NULL, &out);
+      expect(rc == ASSAY_OK, "zero candidates is fine: rc %d %s", rc, ctx.data.error);
+   }
+   texts_free(ctx.texts);
+   free(ctx.texts);
+   r.plugin->destroy(r.plugin);
+}
+
 /* ---- parser messages ------------------------------------------------------------------- */
 static void test_messages(void) {
    static const char *const bad[][2] = {
@@ -1295,6 +1645,7 @@ int main(int argc, char **argv) {
       test_reflector(cases, n);
       test_messages();
       test_plugins(argv[2], cases, n);
+      test_reflector_views(argv[2], cases, n);
       for (int i = 0; i < n; i++)
          free(cases[i].rgb);
       free(cases);

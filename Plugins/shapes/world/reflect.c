@@ -26,7 +26,19 @@
  * joined with the second by "and" when the result parses.
  * revised_prompt: the prompt in canonical form; a single "a X" group the image drew more
  * than once becomes "one X" (an exact count the grammar accepts). It always parses.
- * A passing image: {"feedback":"The image matches the prompt.", ...} without a negative. */
+ * A passing image: {"feedback":"The image matches the prompt.", ...} without a negative.
+ *
+ * Several views of one trajectory (sw_reflect_views_json, SF2's visual reflection): the
+ * feedback and revised prompt are those of the primary view (the finished sketch or final
+ * image: the most complete). The negative prompt should name what the trajectory will keep,
+ * so each negative candidate of the primary view is kept only when the preview (the blurry
+ * decoded x0-prediction) shows it too: the same wrong object, the same excess, the same wrong
+ * relation (preview_shows). The preview is trusted on colours and layout only: its objects
+ * are known by colour where the colour tells them apart, else by shape with ambiguous blobs
+ * counting as every shape they may be (blur hides shape first). A preview that shows none of them drops the negative prompt (the
+ * defect belongs to the cheap finish, not the trajectory; naming it would steer away from
+ * nothing) and reports it as "unconfirmed_negative"; an unreadable preview (the checker finds
+ * no object in it) is ignored, and the primary's negative prompt stands alone. */
 #include "world.h"
 
 #include <stdio.h>
@@ -95,11 +107,12 @@ static const char *const relation_phrase[SW_NRELATIONS] = {
    "to the left of", "to the right of", "above", "below"};
 static const int opposite[SW_NRELATIONS] = {SW_RIGHT_OF, SW_LEFT_OF, SW_BELOW, SW_ABOVE};
 
-void sw_reflect_json(const sw_spec_t *spec, const sw_check_t *c, long round, sw_buf_t *b) {
-   char text[128], noun[40], noun2[40], tmp[16], revised[80], negative[170];
-   sw_buf_t fb;
-   sw_buf_init(&fb);
-   neg_t negs[MAX_NEG];
+/* The feedback (into fb), the negative-prompt candidates (negs, in order of preference)
+ * and the revised prompt of one check result. 0, or -1 when out of memory. */
+static int reflect_core(const sw_spec_t *spec, const sw_check_t *c, sw_buf_t *fb_out,
+                        neg_t negs[MAX_NEG], int *nneg_out, char revised[80]) {
+   char text[128], noun[40], noun2[40], tmp[16];
+   sw_buf_t fb = *fb_out;
    int nneg = 0;
 
    /* revised prompt */
@@ -107,12 +120,12 @@ void sw_reflect_json(const sw_spec_t *spec, const sw_check_t *c, long round, sw_
    if (rev.ngroups == 1 && !rev.groups[0].exact && rev.groups[0].count == 1 &&
        c->nconstraints > 0 && c->c[0].found > 1)
       rev.groups[0].exact = 1;
-   sw_spec_caption(&rev, revised, sizeof revised);
+   sw_spec_caption(&rev, revised, 80);
    {
       sw_spec_t check;
       char err[8];
       if (sw_parse(revised, &check, err, sizeof err) != 0) /* cannot happen; stay safe */
-         sw_spec_caption(spec, revised, sizeof revised);
+         sw_spec_caption(spec, revised, 80);
    }
 
    if (c->pass) {
@@ -122,9 +135,9 @@ void sw_reflect_json(const sw_spec_t *spec, const sw_check_t *c, long round, sw_
       const int ndets = c->ndets;
       int *role = malloc((ndets > 0 ? (size_t)ndets : 1) * 2 * sizeof *role);
       if (role == NULL) {
-         b->oom = 1;
-         sw_buf_free(&fb);
-         return;
+         *fb_out = fb;
+         *nneg_out = 0;
+         return -1;
       }
       int *owner = role + (ndets > 0 ? ndets : 1);
       int found[2] = {0, 0}, excess[2] = {0, 0};
@@ -284,10 +297,16 @@ void sw_reflect_json(const sw_spec_t *spec, const sw_check_t *c, long round, sw_
       if (fb.len > 0 && fb.data[fb.len - 1] == ' ')
          fb.data[--fb.len] = '\0';
    }
-   pick_negative(negs, nneg, negative, sizeof negative);
+   *fb_out = fb;
+   *nneg_out = nneg;
+   return 0;
+}
 
+/* The object's fields up to (not including) its closing brace. */
+static void write_fields(const sw_check_t *c, const sw_buf_t *fb, const char *negative,
+                         const char *revised, long round, sw_buf_t *b) {
    sw_buf_put(b, "{\"feedback\":");
-   sw_buf_str(b, fb.data != NULL ? fb.data : "");
+   sw_buf_str(b, fb->data != NULL ? fb->data : "");
    if (!c->pass && negative[0] != '\0') {
       sw_buf_put(b, ",\"negative_prompt\":");
       sw_buf_str(b, negative);
@@ -298,8 +317,131 @@ void sw_reflect_json(const sw_spec_t *spec, const sw_check_t *c, long round, sw_
    sw_buf_num(b, c->score, 6);
    sw_buf_put(b, ",\"round\":");
    sw_buf_int(b, round);
-   sw_buf_put(b, "}");
-   if (fb.oom)
+   if (fb->oom)
       b->oom = 1;
+}
+
+void sw_reflect_json(const sw_spec_t *spec, const sw_check_t *c, long round, sw_buf_t *b) {
+   char revised[80], negative[170];
+   neg_t negs[MAX_NEG];
+   int nneg = 0;
+   sw_buf_t fb;
+   sw_buf_init(&fb);
+   if (reflect_core(spec, c, &fb, negs, &nneg, revised) != 0) {
+      b->oom = 1;
+      sw_buf_free(&fb);
+      return;
+   }
+   pick_negative(negs, nneg, negative, sizeof negative);
+   write_fields(c, &fb, negative, revised, round, b);
+   sw_buf_put(b, "}");
+   sw_buf_free(&fb);
+}
+
+/* ---- several views of one trajectory (assay.reflector-views.draft/1) ----------------- */
+
+/* Whether preview detection d may be an object of group g. The preview is trusted on
+ * colours and layout, not shapes (blur turns a small triangle into a square-ish blob or
+ * removes it), so an object is known by its colour when its group names one and that tells
+ * it apart (by_colour); otherwise by its shape, an ambiguous blob counting as every shape it
+ * may be. */
+static int preview_may_be(const sw_det_t *d, const sw_group_t *g, int by_colour) {
+   return by_colour ? d->colour == g->colour : sw_det_may_match(d, g);
+}
+
+/* A preview "shows" a negative candidate when it has, loosely (preview_may_be), what the
+ * candidate names:
+ *   one object ("a blue triangle", an object to recolour / reshape): such an object;
+ *   a count ("three blue squares", too many for an exact group): more such objects than
+ *     the prompt's count, not counting objects that surely are another group's (the excess
+ *     persists; blur may merge two objects, and then the excess is not confirmed);
+ *   a relation ("a blue square left of a red circle"): two distinct such objects in that
+ *     relation (by shape when the two objects have the same colour or none). */
+static int preview_shows(const sw_spec_t *spec, const neg_t *n, const sw_check_t *p) {
+   const sw_spec_t *ns = &n->spec;
+   if (ns->ngroups == 1) {
+      const sw_group_t *g = &ns->groups[0];
+      const int by_colour = g->colour >= 0;
+      if (!g->exact) {
+         for (int i = 0; i < p->ndets; i++)
+            if (preview_may_be(&p->dets[i], g, by_colour))
+               return 1;
+         return 0;
+      }
+      int want = g->count - 1, self = -1;
+      for (int k = 0; k < spec->ngroups; k++)
+         if (spec->groups[k].exact && spec->groups[k].shape == g->shape &&
+             spec->groups[k].colour == g->colour) {
+            want = spec->groups[k].count;
+            self = k;
+         }
+      int seen = 0;
+      for (int i = 0; i < p->ndets; i++) {
+         int other = 0;
+         for (int k = 0; k < spec->ngroups; k++)
+            other |= k != self && sw_det_matches(&p->dets[i], &spec->groups[k]);
+         seen += !other && preview_may_be(&p->dets[i], g, by_colour);
+      }
+      return seen > want;
+   }
+   if (ns->ngroups == 2 && ns->relation >= 0) {
+      const sw_group_t *g0 = &ns->groups[0], *g1 = &ns->groups[1];
+      const int by_colour = g0->colour >= 0 && g1->colour >= 0 && g0->colour != g1->colour;
+      for (int i = 0; i < p->ndets; i++) {
+         if (!preview_may_be(&p->dets[i], g0, by_colour))
+            continue;
+         for (int j = 0; j < p->ndets; j++)
+            if (j != i && preview_may_be(&p->dets[j], g1, by_colour) &&
+                (sw_relations(p->dets[i].box, p->dets[j].box) & (1u << ns->relation)))
+               return 1;
+      }
+   }
+   return 0;
+}
+
+/* The preview is readable when the checker finds at least one object in it (a preview of
+ * only background shows nothing of the trajectory, and so neither confirms nor refutes). */
+static int preview_readable(const sw_check_t *p) {
+   return p->ndets > 0;
+}
+
+void sw_reflect_views_json(const sw_spec_t *spec, const sw_check_t *c,
+                           const sw_check_t *preview, const char *primary_name, long round,
+                           sw_buf_t *b) {
+   char revised[80], negative[170], sketch_negative[170];
+   neg_t negs[MAX_NEG], kept[MAX_NEG];
+   int nneg = 0, nkept = 0;
+   sw_buf_t fb;
+   sw_buf_init(&fb);
+   if (reflect_core(spec, c, &fb, negs, &nneg, revised) != 0) {
+      b->oom = 1;
+      sw_buf_free(&fb);
+      return;
+   }
+   pick_negative(negs, nneg, sketch_negative, sizeof sketch_negative);
+   const int use_preview = preview != NULL && preview_readable(preview);
+   int confirmed = 0, dropped = 0;
+   if (!use_preview || c->pass || sketch_negative[0] == '\0') {
+      snprintf(negative, sizeof negative, "%s", sketch_negative);
+   } else {
+      for (int k = 0; k < nneg; k++)
+         if (preview_shows(spec, &negs[k], preview))
+            kept[nkept++] = negs[k];
+      pick_negative(kept, nkept, negative, sizeof negative);
+      confirmed = negative[0] != '\0';
+      dropped = !confirmed;
+   }
+   write_fields(c, &fb, negative, revised, round, b);
+   sw_buf_put(b, ",\"views\":[");
+   if (use_preview)
+      sw_buf_put(b, "\"preview\",");
+   sw_buf_str(b, primary_name);
+   sw_buf_put(b, confirmed ? "],\"confirmed_by_preview\":true"
+                           : "],\"confirmed_by_preview\":false");
+   if (dropped) {
+      sw_buf_put(b, ",\"unconfirmed_negative\":");
+      sw_buf_str(b, sketch_negative);
+   }
+   sw_buf_put(b, "}");
    sw_buf_free(&fb);
 }

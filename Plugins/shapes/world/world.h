@@ -226,5 +226,15 @@ void sw_quality_json(const sw_quality_t *q, sw_buf_t *b);
  * {"feedback":..,"negative_prompt":..(only when failing),"revised_prompt":..,"pass":..,
  *  "score":..,"round":round}. */
 void sw_reflect_json(const sw_spec_t *spec, const sw_check_t *c, long round, sw_buf_t *b);
+/* The same for several views of one trajectory (assay.reflector-views.draft/1): feedback
+ * and revised prompt from `c`, the check of the primary view (sketch or final) named
+ * `primary_name`; the negative prompt keeps only the candidates that `preview` (the check of
+ * the preview, NULL when there is none) also shows, when the preview is readable (see
+ * reflect.c). Adds "views" (the views used), "confirmed_by_preview" and, when the preview
+ * showed none of the primary's negatives, "unconfirmed_negative" (what was dropped).
+ * With preview NULL the fields before "views" are exactly sw_reflect_json's. */
+void sw_reflect_views_json(const sw_spec_t *spec, const sw_check_t *c,
+                           const sw_check_t *preview, const char *primary_name, long round,
+                           sw_buf_t *b);
 
 #endif
