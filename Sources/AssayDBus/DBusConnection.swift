@@ -82,7 +82,17 @@ public final class DBusConnection: @unchecked Sendable {
     }
 
     /// Queues a message; it is written by the next `readWrite` / `flush`.
+    /// Sends `message`. A message whose building failed (`appendFailure`: out of memory or
+    /// of descriptors) is not sent: the call it answers gets that error instead, so the
+    /// caller hears why and the daemon goes on.
     public func send(_ message: DBusMessage) {
+        if let failure = message.appendFailure {
+            guard let call = message.replyTo,
+                  let error = dbus_message_new_error(call.raw, failure.name, failure.message) else { return }
+            dbus_connection_send(raw, error, nil)
+            dbus_message_unref(error)
+            return
+        }
         dbus_connection_send(raw, message.raw, nil)
     }
 

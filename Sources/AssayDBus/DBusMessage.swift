@@ -51,8 +51,17 @@ public final class DBusMessage: @unchecked Sendable {
         DBusMessage(taking: dbus_message_new_signal(path, interface, member)!)
     }
 
+    /// Why an `append` failed (libdbus out of memory, or a descriptor it could not
+    /// duplicate because the process is out of them), or nil. Such a message is never
+    /// sent: `DBusConnection.send` answers the call it replies to with an error instead.
+    public private(set) var appendFailure: (name: String, message: String)?
+    /// The call this message answers (set by `makeReturn`), for that error.
+    public private(set) var replyTo: DBusMessage?
+
     public func makeReturn() -> DBusMessage {
-        DBusMessage(taking: dbus_message_new_method_return(raw)!)
+        let r = DBusMessage(taking: dbus_message_new_method_return(raw)!)
+        r.replyTo = self
+        return r
     }
 
     public func makeError(_ error: DBusError) -> DBusMessage {
@@ -94,13 +103,28 @@ public final class DBusMessage: @unchecked Sendable {
         return out
     }
 
-    /// Appends arguments; a value the binding cannot encode is a programming error.
+    /// Appends arguments. Running out of memory or of descriptors while doing so is not a
+    /// crash: the failure is kept in `appendFailure`, later appends are skipped, and the
+    /// message is not sent (see `appendFailure`).
     public func append(_ values: DBusValue...) { append(contentsOf: values) }
 
     public func append(contentsOf values: [DBusValue]) {
+        guard appendFailure == nil else { return }
         var iter = DBusMessageIter()
         dbus_message_iter_init_append(raw, &iter)
-        for v in values { DBusMessage.write(v, to: &iter) }
+        do {
+            for v in values { try DBusMessage.write(v, to: &iter) }
+        } catch let f as AppendFailure {
+            appendFailure = (f.name, f.message)
+        } catch {
+            appendFailure = ("org.freedesktop.DBus.Error.NoMemory", "\(error)")
+        }
+    }
+
+    struct AppendFailure: Error {
+        let name: String, message: String
+        static let noMemory = AppendFailure(name: "org.freedesktop.DBus.Error.NoMemory",
+                                            message: "the daemon ran out of memory building the reply")
     }
 
     // MARK: reading
@@ -177,59 +201,74 @@ public final class DBusMessage: @unchecked Sendable {
 
     // MARK: writing
 
-    static func write(_ value: DBusValue, to iter: inout DBusMessageIter) {
-        func basic<T: BitwiseCopyable>(_ type: Int32, _ v: T) {
+    static func write(_ value: DBusValue, to iter: inout DBusMessageIter) throws {
+        func basic<T: BitwiseCopyable>(_ type: Int32, _ v: T) throws {
             var copy = v
-            let ok = dbus_message_iter_append_basic(&iter, type, &copy)
-            precondition(ok != 0, "out of memory appending D-Bus value")
+            errno = 0
+            guard dbus_message_iter_append_basic(&iter, type, &copy) != 0 else {
+                // libdbus duplicates a descriptor it appends; EMFILE/ENFILE is the usual cause.
+                if type == TypeCode.unixFD {
+                    let why = errno != 0 ? String(cString: strerror(errno)) : "out of memory"
+                    throw AppendFailure(name: "org.freedesktop.DBus.Error.LimitsExceeded",
+                                        message: "the daemon cannot pass a file descriptor now (\(why)); try again later")
+                }
+                throw AppendFailure.noMemory
+            }
         }
-        func text(_ type: Int32, _ s: String) {
+        func text(_ type: Int32, _ s: String) throws {
             // libdbus aborts on embedded NULs or invalid paths; Swift strings are valid
             // UTF-8, so only NULs need care.
             let clean = s.contains("\0") ? String(s.filter { $0 != "\0" }) : s
-            clean.withCString { p in
+            try clean.withCString { p in
                 var ptr: UnsafePointer<CChar>? = p
-                let ok = dbus_message_iter_append_basic(&iter, type, &ptr)
-                precondition(ok != 0, "out of memory appending D-Bus string")
+                guard dbus_message_iter_append_basic(&iter, type, &ptr) != 0 else { throw AppendFailure.noMemory }
             }
         }
-        func container(_ type: Int32, _ sig: String?, _ body: (inout DBusMessageIter) -> Void) {
+        func container(_ type: Int32, _ sig: String?, _ body: (inout DBusMessageIter) throws -> Void) throws {
             var sub = DBusMessageIter()
             let opened: dbus_bool_t
             if let sig { opened = sig.withCString { dbus_message_iter_open_container(&iter, type, $0, &sub) } }
             else { opened = dbus_message_iter_open_container(&iter, type, nil, &sub) }
-            precondition(opened != 0, "out of memory opening D-Bus container")
-            body(&sub)
-            precondition(dbus_message_iter_close_container(&iter, &sub) != 0, "out of memory closing D-Bus container")
+            guard opened != 0 else { throw AppendFailure.noMemory }
+            do { try body(&sub) } catch {
+                dbus_message_iter_abandon_container(&iter, &sub)
+                throw error
+            }
+            guard dbus_message_iter_close_container(&iter, &sub) != 0 else { throw AppendFailure.noMemory }
         }
         switch value {
-        case .byte(let v): basic(TypeCode.byte, v)
-        case .bool(let v): basic(TypeCode.bool, UInt32(v ? 1 : 0))
-        case .int16(let v): basic(TypeCode.int16, v)
-        case .uint16(let v): basic(TypeCode.uint16, v)
-        case .int32(let v): basic(TypeCode.int32, v)
-        case .uint32(let v): basic(TypeCode.uint32, v)
-        case .int64(let v): basic(TypeCode.int64, v)
-        case .uint64(let v): basic(TypeCode.uint64, v)
-        case .double(let v): basic(TypeCode.double, v)
-        case .unixFD(let v): basic(TypeCode.unixFD, v)
-        case .string(let s): text(TypeCode.string, s)
-        case .objectPath(let s): text(TypeCode.objectPath, s)
-        case .signature(let s): text(TypeCode.signature, s)
+        case .byte(let v): try basic(TypeCode.byte, v)
+        case .bool(let v): try basic(TypeCode.bool, UInt32(v ? 1 : 0))
+        case .int16(let v): try basic(TypeCode.int16, v)
+        case .uint16(let v): try basic(TypeCode.uint16, v)
+        case .int32(let v): try basic(TypeCode.int32, v)
+        case .uint32(let v): try basic(TypeCode.uint32, v)
+        case .int64(let v): try basic(TypeCode.int64, v)
+        case .uint64(let v): try basic(TypeCode.uint64, v)
+        case .double(let v): try basic(TypeCode.double, v)
+        case .unixFD(let v): try basic(TypeCode.unixFD, v)
+        case .string(let s): try text(TypeCode.string, s)
+        case .objectPath(let s): try text(TypeCode.objectPath, s)
+        case .signature(let s): try text(TypeCode.signature, s)
         case .variant(let inner):
-            container(TypeCode.variant, inner.signature) { write(inner, to: &$0) }
+            try container(TypeCode.variant, inner.signature) { try write(inner, to: &$0) }
         case .structure(let fields):
-            container(TypeCode.structure, nil) { sub in for f in fields { write(f, to: &sub) } }
+            try container(TypeCode.structure, nil) { sub in for f in fields { try write(f, to: &sub) } }
         case .array(let elementSig, let items):
-            container(TypeCode.array, elementSig) { sub in for item in items { write(item, to: &sub) } }
+            try container(TypeCode.array, elementSig) { sub in for item in items { try write(item, to: &sub) } }
         case .dictionary(let k, let v, let entries):
-            container(TypeCode.array, "{" + k + v + "}") { sub in
+            try container(TypeCode.array, "{" + k + v + "}") { sub in
                 for (key, val) in entries {
                     var entry = DBusMessageIter()
-                    precondition(dbus_message_iter_open_container(&sub, TypeCode.dictEntry, nil, &entry) != 0)
-                    write(key, to: &entry)
-                    write(val, to: &entry)
-                    precondition(dbus_message_iter_close_container(&sub, &entry) != 0)
+                    guard dbus_message_iter_open_container(&sub, TypeCode.dictEntry, nil, &entry) != 0 else { throw AppendFailure.noMemory }
+                    do {
+                        try write(key, to: &entry)
+                        try write(val, to: &entry)
+                    } catch {
+                        dbus_message_iter_abandon_container(&sub, &entry)
+                        throw error
+                    }
+                    guard dbus_message_iter_close_container(&sub, &entry) != 0 else { throw AppendFailure.noMemory }
                 }
             }
         }

@@ -22,17 +22,15 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
         self.instanceOptions = instanceOptions
     }
 
-    public func load(path: String, generation: UInt64) throws -> LoadedFile {
-        try PluginThread.sync { try loadOnManagementThread(path: path, generation: generation) }
+    public func load(path: String, bytes: [UInt8], generation: UInt64) throws -> LoadedFile {
+        try PluginThread.sync { try loadOnManagementThread(path: path, bytes: bytes, generation: generation) }
     }
 
     private func refuse(_ path: String, _ reason: String) -> PluginLoadError {
         PluginLoadError(path: path, reason: reason)
     }
 
-    private func loadOnManagementThread(path: String, generation: UInt64) throws -> LoadedFile {
-        let bytes: [UInt8]
-        do { bytes = try FileIO.read(path) } catch { throw refuse(path, "cannot read the file: \(error)") }
+    private func loadOnManagementThread(path: String, bytes: [UInt8], generation: UInt64) throws -> LoadedFile {
         if let problem = ELFCheck.problem(bytes) { throw refuse(path, problem) }
         let sha = SHA256.hex(bytes)
         let base = path.split(separator: "/").last.map(String.init) ?? "plugin.so"

@@ -34,6 +34,8 @@ public final class PluginRegistry: @unchecked Sendable {
     /// The directories scanned now (they can change at run time).
     public var directories: [String] { directoryList.current }
     private let loader: PluginLoader
+    /// Which files are read at all (regular files only; root-owned ones on the system bus).
+    public let filePolicy: PluginFilePolicy
     private let onEvent: @Sendable (RegistryEvent) -> Void
     private let logger: Logger
 
@@ -47,10 +49,12 @@ public final class PluginRegistry: @unchecked Sendable {
     private let state = Locked<[String: FileState]>([:])
     private let reloadSerial = Locked<UInt64>(0) // serialises loads; holds the generation counter
 
-    public init(directories: [String], loader: PluginLoader, logger: Logger = Logger(label: "io.assay.plugins"),
+    public init(directories: [String], loader: PluginLoader, filePolicy: PluginFilePolicy = PluginFilePolicy(),
+                logger: Logger = Logger(label: "io.assay.plugins"),
                 onEvent: @escaping @Sendable (RegistryEvent) -> Void = { _ in }) {
         self.directoryList = Locked(directories)
         self.loader = loader
+        self.filePolicy = filePolicy
         self.logger = logger
         self.onEvent = onEvent
     }
@@ -139,8 +143,14 @@ public final class PluginRegistry: @unchecked Sendable {
                 }
                 return 0
             }
-            if let current = state.withLock({ $0[path]?.loaded?.sha256 }), let bytes = try? FileIO.read(path),
-               SHA256.hex(bytes) == current {
+            let bytes: [UInt8]
+            do { bytes = try filePolicy.read(path) } catch {
+                // Not read at all (not a regular file, untrusted, unreadable): refused, and
+                // an older version that was checked when it loaded keeps serving.
+                fail(path: path, refusal: PluginRefusal(path: path, id: "", kind: nil, version: "", reason: "\(error)"))
+                return 0
+            }
+            if let current = state.withLock({ $0[path]?.loaded?.sha256 }), SHA256.hex(bytes) == current {
                 // The serving bytes again (a duplicate event, or a broken file put back):
                 // nothing to load, and no failure to report any more.
                 let cleared = state.withLock { files -> Bool in
@@ -155,7 +165,7 @@ public final class PluginRegistry: @unchecked Sendable {
             generation += 1
             let loaded: LoadedFile
             do {
-                loaded = try loader.load(path: path, generation: generation)
+                loaded = try loader.load(path: path, bytes: bytes, generation: generation)
             } catch let e as PluginLoadError {
                 fail(path: path, refusal: PluginRefusal(path: path, id: "", kind: nil, version: "", reason: e.reason))
                 return DispatchTimeClock.seconds(since: start)

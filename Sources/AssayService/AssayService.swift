@@ -68,7 +68,7 @@ public final class AssayService: @unchecked Sendable {
         // The registry exists before `self` does; events reach the service through a relay.
         let relay = Locked<(@Sendable (RegistryEvent) -> Void)?>(nil)
         registry = PluginRegistry(directories: config.pluginDirectories, loader: loader,
-                                  onEvent: { e in relay.current?(e) })
+                                  filePolicy: config.pluginFilePolicy, onEvent: { e in relay.current?(e) })
         planner = JobPlanner(registry: registry, catalog: catalog, defaults: config.defaults)
         runner = JobRunner(registry: registry, catalog: catalog, store: try ResultStore(root: config.stateDirectory))
         let runnerRef = runner

@@ -16,6 +16,9 @@ public struct ServiceConfig: Sendable {
     public var bus: BusAddress = .session
     public var busName = "io.assay.Assay1"
     public var pluginDirectories: [String] = []
+    /// Which plugin files are read: regular files only, always; with `requireRootOwned`
+    /// (`--system`, `--trusted-plugins`) only root's, in folders only root can write.
+    public var pluginFilePolicy = PluginFilePolicy()
     /// Instance options per plugin id, given to the plugin's `init` (e.g. threads, weights).
     public var pluginOptions: [String: [(String, PluginOption)]] = [:]
     public var stateDirectory: String = ""

@@ -63,6 +63,9 @@ struct AssayDaemon: ParsableCommand {
                                valueName: "id.key=value"))
     var pluginOptions: [String] = []
 
+    @Flag(help: "Load only plugin files owned by root and writable by root only, in folders (all the way up) owned and writable by root only. Always on with --system, where plugins run as root.")
+    var trustedPlugins = false
+
     @Flag(help: "Do not watch plugin directories for changes.")
     var noWatch = false
 
@@ -132,6 +135,7 @@ struct AssayDaemon: ParsableCommand {
             config.pluginOptions[id, default: []].append((key, value))
         }
         config.restrictAdmin = system || restrictAdmin
+        config.pluginFilePolicy.requireRootOwned = system || trustedPlugins
 
         let logger = Logger(label: "io.assay.daemon")
         let service: AssayService

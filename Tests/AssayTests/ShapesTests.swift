@@ -32,6 +32,10 @@ final class ShapesTests: XCTestCase {
 
     func testJudgeMatchesItsTwinMeetsItsFloorsAndRefusesCorruptWeights() { runCheck("shapes-judge-check") }
 
+    /// The dbcache sampler alone (Plugins/dbcache/tests): threshold 0 equals Euler, per-sample
+    /// decisions, caps, option refusals, budget and cancel codes, with shapes.so as the model.
+    func testDBCacheSamplerHarness() { runCheck("dbcache-check") }
+
     func testBestOfNOnTheEmbeddedModelIsScoredByTheExactChecker() throws {
         let d = try shapesDaemon()
         // Every option has a default: the plain call works on the embedded model.
