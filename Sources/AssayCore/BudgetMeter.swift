@@ -5,6 +5,9 @@ public enum StopReason: String, Sendable, Codable {
     case completed, budget, deadline, cancelled, error
     /// A finished candidate reached the job's `target_score` (an anytime search's goal).
     case target
+    /// The daemon stopped (crash or restart) while the job was queued or running, and it
+    /// could not be run again from its plan.
+    case restart
 }
 
 /// The host refused to start more work for a job.

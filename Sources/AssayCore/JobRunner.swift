@@ -120,7 +120,7 @@ public final class JobRunner: @unchecked Sendable {
             if let best {
                 let png = try PNGEncoder.encode(best.image)
                 resultPath = dir + "/result.png"
-                try FileIO.write(png, to: resultPath)
+                try FileIO.write(png, to: resultPath, durable: true)
                 resultSHA = SHA256.hex(png)
             }
             if plan.saveCandidates, let ctx = context, !ctx.candidates.isEmpty {
@@ -167,7 +167,8 @@ public final class JobRunner: @unchecked Sendable {
                                verifierMs: Double(context?.verifierNs ?? 0) / 1e6,
                                writeMs: Double(DispatchTimeClock.now() - writeStart) / 1e6))
             manifestPath = dir + "/manifest.json"
-            try FileIO.write(try manifest.encoded(), to: manifestPath)
+            // Written last and durably: a manifest on disk is what says the job finished.
+            try FileIO.write(try manifest.encoded(), to: manifestPath, durable: true)
         } catch {
             failure = (failure.map { $0 + "; " } ?? "") + "writing results failed: \(error)"
             state = .failed

@@ -72,15 +72,17 @@ public final class Scheduler: @unchecked Sendable {
         return running
     }
 
-    /// Queues a job or throws `queueFull` naming the cap that was hit.
-    public func enqueue(_ job: Job) throws {
+    /// Queues a job or throws `queueFull` naming the cap that was hit. `ignoringCaps`: a
+    /// job accepted before a restart, queued again (it was admitted once; refusing it now
+    /// would lose it).
+    public func enqueue(_ job: Job, ignoringCaps: Bool = false) throws {
         pthread_mutex_lock(&mutex)
-        if queuedCount >= limits.maxQueued {
+        if !ignoringCaps && queuedCount >= limits.maxQueued {
             pthread_mutex_unlock(&mutex)
             throw AssayError.queueFull("the queue holds \(limits.maxQueued) jobs, its maximum: wait for some to finish, or cancel some")
         }
         let mine = queues[job.client]?.count ?? 0
-        if mine >= limits.maxQueuedPerClient {
+        if !ignoringCaps && mine >= limits.maxQueuedPerClient {
             pthread_mutex_unlock(&mutex)
             throw AssayError.queueFull("you already have \(mine) queued jobs, the per-client maximum: wait for them to start, or cancel some")
         }

@@ -21,8 +21,10 @@ public enum FileIO {
         return out
     }
 
-    /// Writes atomically: a temporary file in the same directory, then rename.
-    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
+    /// Writes atomically: a temporary file in the same directory, then rename. `durable`
+    /// also survives a power cut: the file is fsynced before the rename and its folder after
+    /// it (without the second, the rename itself may be lost).
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, durable: Bool = false) throws {
         let tmp = path + ".tmp.\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileIOError(path: path, reason: String(cString: strerror(errno))) }
@@ -38,12 +40,31 @@ public enum FileIO {
             }
             offset += n
         }
+        if durable && fsync(fd) != 0 {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            unlink(tmp)
+            throw FileIOError(path: path, reason: "fsync: \(reason)")
+        }
         close(fd)
         guard rename(tmp, path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(tmp)
             throw FileIOError(path: path, reason: reason)
         }
+        if durable { syncFolder(of: path) }
+    }
+
+    /// The suffix of `write`'s temporary files: what a crash may leave behind.
+    public static let temporaryMarker = ".tmp."
+
+    /// fsyncs the folder holding `path` (makes a rename or a new entry durable).
+    public static func syncFolder(of path: String) {
+        let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let fd = open(folder.isEmpty ? "/" : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
     }
 
     /// `mkdir -p`.

@@ -34,20 +34,23 @@ public final class AssayService: @unchecked Sendable {
         let job: Job
         let path: String
         let uid: UInt32?
+        /// Wall-clock seconds since the epoch (kept in the job's record).
+        let submitted: Double
         var emitted: JobSnapshot
         var lastEmitNs: UInt64 = 0
         var flushScheduled = false
         var finishedSent = false
-        init(job: Job, path: String, uid: UInt32?) {
+        init(job: Job, path: String, uid: UInt32?, submitted: Double) {
             self.job = job
             self.path = path
             self.uid = uid
+            self.submitted = submitted
             emitted = job.snapshot
         }
     }
     var jobs: [UInt64: JobEntry] = [:]   // loop thread only
-    private var nextJobID: UInt64 = 1
-    private var finishedOrder: [UInt64] = []
+    /// Job ids and records on disk: ids never repeat, jobs survive a restart.
+    let store: JobStore
     private var uidCache: [String: UInt32] = [:]
     private var lastQueueLength = -1
     /// Score calls being worked on, per client (loop thread only).
@@ -70,6 +73,7 @@ public final class AssayService: @unchecked Sendable {
         registry = PluginRegistry(directories: config.pluginDirectories, loader: loader,
                                   filePolicy: config.pluginFilePolicy, onEvent: { e in relay.current?(e) })
         planner = JobPlanner(registry: registry, catalog: catalog, defaults: config.defaults)
+        store = try JobStore(root: config.stateDirectory)
         runner = JobRunner(registry: registry, catalog: catalog, store: try ResultStore(root: config.stateDirectory))
         let runnerRef = runner
         scheduler = Scheduler(limits: config.limits) { job in runnerRef.run(job) }
@@ -87,6 +91,7 @@ public final class AssayService: @unchecked Sendable {
         startWatcher(config.pluginDirectories)
         registry.scanAll()
         scheduler.start()
+        restoreJobs()
         try loop.connection.requestName(config.busName)
         logger.info("assayd ready", metadata: [
             "bus": "\(config.isSystemBus ? "system" : "session")", "name": "\(config.busName)",
@@ -261,12 +266,29 @@ public final class AssayService: @unchecked Sendable {
     func submit(prompt: String, rawOptions: [String: OptionValue], msg: DBusMessage) throws -> String {
         let options = try JobOptions.parse(rawOptions)
         let plan = try planner.plan(prompt: prompt, options: options)
-        let id = nextJobID
+        // The id is taken on disk and the job recorded durably before the client hears of
+        // it: from the reply on, a crash cannot make it vanish.
+        let id = try store.reserveID()
         let job = Job(id: id, prompt: prompt, plan: plan, client: clientKey(msg))
-        let path = "\(AssayService.jobsPath)/\(id)"
-        let entry = JobEntry(job: job, path: path, uid: config.restrictAdmin ? callerUID(msg) : nil)
-        try scheduler.enqueue(job)   // throws QueueFull before anything is published
-        nextJobID += 1
+        let entry = JobEntry(job: job, path: "\(AssayService.jobsPath)/\(id)", uid: config.restrictAdmin ? callerUID(msg) : nil,
+                             submitted: JobStore.now())
+        do {
+            try store.write(JobStore.Record(id: id, prompt: prompt, plan: plan, client: job.client, uid: entry.uid,
+                                            submitted: entry.submitted))
+            try scheduler.enqueue(job)   // throws QueueFull before anything is published
+        } catch {
+            store.release(id)
+            throw error
+        }
+        publish(entry)
+        logger.info("job submitted", metadata: ["job": "\(id)", "client": "\(job.client)", "strategy": "\(plan.strategy)",
+                                                "seed": "\(plan.seed)", "budget_nfe": "\(plan.budgetNFE)"])
+        return entry.path
+    }
+
+    /// Puts a job on the bus and relays its changes to the loop thread.
+    private func publish(_ entry: JobEntry) {
+        let job = entry.job, id = job.id
         jobs[id] = entry
         // Coalesce: a job reports after every model evaluation, but the bus thread needs
         // one wake-up per batch of changes, not one per evaluation.
@@ -285,9 +307,46 @@ public final class AssayService: @unchecked Sendable {
             }
         }
         if job.state.isFinal { jobChanged(id) }
-        logger.info("job submitted", metadata: ["job": "\(id)", "client": "\(job.client)", "strategy": "\(plan.strategy)",
-                                                "seed": "\(plan.seed)", "budget_nfe": "\(plan.budgetNFE)"])
-        return path
+    }
+
+    /// Start-up: the state directory's jobs come back. Finished ones stay on the bus for
+    /// what is left of their retention; queued and running ones run again from their plan
+    /// (with its seed: the same result the interrupted run would have made); a record that
+    /// cannot be read is logged with its reason.
+    private func restoreJobs() {
+        var finished = 0, rerun = 0
+        for r in store.recover(retention: config.retentionSeconds) {
+            switch r {
+            case .finished(let rec, let snapshot, let left):
+                let job = Job(id: rec.id, prompt: rec.prompt, plan: rec.plan, client: rec.client)
+                job.update { $0 = snapshot }
+                let entry = JobEntry(job: job, path: "\(AssayService.jobsPath)/\(rec.id)", uid: rec.uid, submitted: rec.submitted)
+                entry.finishedSent = true
+                jobs[rec.id] = entry
+                retire(rec.id, after: left)
+                finished += 1
+            case .rerun(let rec, let wasRunning):
+                let job = Job(id: rec.id, prompt: rec.prompt, plan: rec.plan, client: rec.client)
+                let entry = JobEntry(job: job, path: "\(AssayService.jobsPath)/\(rec.id)", uid: rec.uid, submitted: rec.submitted)
+                do {
+                    try scheduler.enqueue(job, ignoringCaps: true)
+                } catch {
+                    job.update {
+                        $0.state = .failed
+                        $0.stopReason = StopReason.restart.rawValue
+                        $0.error = "the daemon restarted while this job was \(wasRunning ? "running" : "queued"), and it could not be queued again: \(error)"
+                    }
+                }
+                publish(entry)
+                rerun += 1
+                logger.notice("job queued again after a restart", metadata: ["job": "\(rec.id)", "was": "\(wasRunning ? "running" : "queued")"])
+            case .unreadable(let id, let reason):
+                logger.error("a job's record cannot be read; it is not restored", metadata: ["job": "\(id)", "reason": "\(reason)"])
+            }
+        }
+        if finished + rerun > 0 {
+            logger.info("jobs restored", metadata: ["finished": "\(finished)", "queued_again": "\(rerun)"])
+        }
     }
 
     /// Coalesces job updates: state changes go out at once, progress at most every
@@ -325,21 +384,18 @@ public final class AssayService: @unchecked Sendable {
             let s = DBusMessage.signal(path: entry.path, interface: AssayService.jobInterface, member: "Finished")
             s.append(.string(snap.state.rawValue))
             loop.connection.send(s)
-            retire(entry.job.id)
+            store.recordEnd(entry.job, uid: entry.uid, submitted: entry.submitted)
+            retire(entry.job.id, after: config.retentionSeconds)
         }
     }
 
-    /// Keeps a finished job readable for the retention time, then drops it from the bus
-    /// (its files stay in the state directory).
-    private func retire(_ id: UInt64) {
-        finishedOrder.append(id)
-        while finishedOrder.count > config.maxRetainedJobs {
-            jobs.removeValue(forKey: finishedOrder.removeFirst())
-        }
-        loop.after(ms: Int(config.retentionSeconds * 1000)) { [weak self] in
-            guard let self else { return }
-            self.jobs.removeValue(forKey: id)
-            self.finishedOrder.removeAll { $0 == id }
+    /// Keeps a finished job readable for `seconds` (the retention time), then drops it from
+    /// the bus (its files stay in the state directory). There is no cap on how many: a
+    /// finished job is a few hundred bytes here, and a count cap would let one client's
+    /// flood push other clients' results off the bus before they read them.
+    private func retire(_ id: UInt64, after seconds: Double) {
+        loop.after(ms: Int(max(0, seconds) * 1000)) { [weak self] in
+            self?.jobs.removeValue(forKey: id)
         }
     }
 }

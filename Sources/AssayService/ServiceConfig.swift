@@ -27,10 +27,9 @@ public struct ServiceConfig: Sendable {
     public var limits = Scheduler.Limits()
     /// Caps on `Score` calls (images a call, bytes, pixels, read time, calls in flight).
     public var scoreLimits = ScoreLimits()
-    /// How long finished jobs stay on the bus, in seconds.
+    /// How long finished jobs stay on the bus, in seconds (no count cap: see
+    /// `AssayService.retire`); after a restart, what was left of it.
     public var retentionSeconds: Double = 600
-    /// At most this many finished jobs stay on the bus (oldest go first).
-    public var maxRetainedJobs = 256
     public var defaults = JobDefaults()
     public var clientIdentity: ClientIdentity = .connection
     /// Watch plugin directories for changes (hot reload).

@@ -13,17 +13,19 @@ final class Daemon {
     let client: DBusConnection
     private let logPath: String
 
-    init(pluginDirectories: [String]? = nil, arguments: [String] = [], bus: PrivateBus? = nil) throws {
+    /// `stateDirectory`: reuse one (a restart); default a new one.
+    init(pluginDirectories: [String]? = nil, arguments: [String] = [], bus: PrivateBus? = nil,
+         stateDirectory: String? = nil) throws {
         _ = TestEnvironment.pluginsBuilt
         self.bus = try bus ?? PrivateBus()
         self.pluginDirectories = pluginDirectories ?? [TestEnvironment.pluginsDirectory]
-        stateDirectory = TestEnvironment.temporaryDirectory("state")
-        logPath = stateDirectory + "/assayd.log"
+        self.stateDirectory = stateDirectory ?? TestEnvironment.temporaryDirectory("state")
+        logPath = self.stateDirectory + "/assayd-\(UInt32.random(in: 0...UInt32.max)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.assaydPath)
         // Tests name their defaults: which plugins a build produces must not change them.
-        process.arguments = ["--address", self.bus.address, "--state-dir", stateDirectory, "--log-level", "debug",
+        process.arguments = ["--address", self.bus.address, "--state-dir", self.stateDirectory, "--log-level", "debug",
                              "--default-models", "example-model", "--default-verifiers", "example-colour"]
             + self.pluginDirectories.flatMap { ["--plugin-dir", $0] } + arguments
         process.standardError = FileHandle(forWritingAtPath: logPath)
@@ -56,6 +58,14 @@ final class Daemon {
     func stop() {
         if process.isRunning {
             process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    /// What a crash does: SIGKILL, no clean-up.
+    func kill9() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
     }
