@@ -116,11 +116,15 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
             return fail(id, kind, version, "descriptor must set name, version and description (\"\" is fine)")
         }
         HostServices.instanceError = nil
-        guard let plugin = create(factory, HostServices.host, idPtr) else {
+        let host = HostStruct(pluginID: id)
+        guard let plugin = create(factory, host.pointer, idPtr) else {
+            host.free()
             return fail(id, kind, version, "create_plugin returned NULL" + (HostServices.instanceError.map { ": " + $0 } ?? ""))
         }
         guard let pluginInit = plugin.pointee.`init`, plugin.pointee.destroy != nil,
               let getExtension = plugin.pointee.get_extension else {
+            // The instance is leaked (it cannot be destroyed), and so is its host struct,
+            // which it may still hold.
             return fail(id, kind, version, "malformed plugin struct: init, destroy and get_extension must all be set (instance leaked)")
         }
         HostServices.instanceError = nil
@@ -128,15 +132,17 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
         if result != ASSAY_OK {
             let why = HostServices.instanceError ?? "returned \(PluginCallError.codeName(result))"
             plugin.pointee.destroy?(plugin)
+            host.free()
             return fail(id, kind, version, "init failed: \(why)")
         }
         guard let interface = getExtension(plugin, kind.extensionID) else {
             plugin.pointee.destroy?(plugin)
+            host.free()
             return fail(id, kind, version, "a \(kind.rawValue) plugin must provide the \(kind.extensionID) extension")
         }
         let instance = PluginInstance(library: library, id: id, name: String(cString: desc.pointee.name),
                                       version: version, summary: String(cString: desc.pointee.description),
-                                      kind: kind, plugin: plugin, interface: interface)
+                                      kind: kind, plugin: plugin, interface: interface, host: host)
         if let problem = instance.validateInterface() {
             return fail(id, kind, version, problem)
         }

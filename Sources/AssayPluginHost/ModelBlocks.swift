@@ -41,19 +41,19 @@ public struct ModelBlocks: Sendable {
     public func prologue(n: Int, x: UnsafePointer<Float>, t: UnsafePointer<Float>, conditions: UnsafePointer<Float>,
                          hidden: UnsafeMutablePointer<Float>, context ctx: UnsafeMutablePointer<Float>,
                          context: PluginCallContext) throws {
-        let r = context.withCall { ext.pointee.prologue(instance.plugin, $0, UInt32(n), x, t, conditions, hidden, ctx) }
+        let r = context.withCall(instance) { ext.pointee.prologue(instance.plugin, $0, UInt32(n), x, t, conditions, hidden, ctx) }
         try context.check(r, plugin: instance.id, operation: "prologue")
     }
 
     public func block(_ index: Int, n: Int, hidden: UnsafeMutablePointer<Float>, context ctx: UnsafePointer<Float>,
                       context: PluginCallContext) throws {
-        let r = context.withCall { ext.pointee.block(instance.plugin, $0, UInt32(index), UInt32(n), hidden, ctx) }
+        let r = context.withCall(instance) { ext.pointee.block(instance.plugin, $0, UInt32(index), UInt32(n), hidden, ctx) }
         try context.check(r, plugin: instance.id, operation: "block")
     }
 
     public func epilogue(n: Int, hidden: UnsafePointer<Float>, context ctx: UnsafePointer<Float>,
                          v: UnsafeMutablePointer<Float>, context: PluginCallContext) throws {
-        let r = context.withCall { ext.pointee.epilogue(instance.plugin, $0, UInt32(n), hidden, ctx, v) }
+        let r = context.withCall(instance) { ext.pointee.epilogue(instance.plugin, $0, UInt32(n), hidden, ctx, v) }
         try context.check(r, plugin: instance.id, operation: "epilogue")
     }
 }

@@ -36,7 +36,7 @@ public struct ModelPlugin: Sendable {
 
     public func encode(_ text: String, context: PluginCallContext) throws -> [Float] {
         var out = [Float](repeating: 0, count: info.conditionSize)
-        let r = context.withCall { call in text.withCString { ext.pointee.encode(instance.plugin, call, $0, &out) } }
+        let r = context.withCall(instance) { call in text.withCString { ext.pointee.encode(instance.plugin, call, $0, &out) } }
         try context.check(r, plugin: instance.id, operation: "encode")
         return out
     }
@@ -44,7 +44,7 @@ public struct ModelPlugin: Sendable {
     /// Velocity of `n` samples; buffers as in the header.
     public func velocity(n: Int, x: UnsafePointer<Float>, t: UnsafePointer<Float>, conditions: UnsafePointer<Float>,
                          out: UnsafeMutablePointer<Float>, context: PluginCallContext) throws {
-        let r = context.withCall { ext.pointee.velocity(instance.plugin, $0, UInt32(n), x, t, conditions, out) }
+        let r = context.withCall(instance) { ext.pointee.velocity(instance.plugin, $0, UInt32(n), x, t, conditions, out) }
         try context.check(r, plugin: instance.id, operation: "velocity")
     }
 
@@ -52,7 +52,7 @@ public struct ModelPlugin: Sendable {
         precondition(latents.count == n * info.sampleSize)
         let imageBytes = info.imageWidth * info.imageHeight * 3
         var rgb = [UInt8](repeating: 0, count: n * imageBytes)
-        let r = context.withCall { call in latents.withUnsafeBufferPointer { ext.pointee.decode(instance.plugin, call, UInt32(n), $0.baseAddress, &rgb) } }
+        let r = context.withCall(instance) { call in latents.withUnsafeBufferPointer { ext.pointee.decode(instance.plugin, call, UInt32(n), $0.baseAddress, &rgb) } }
         try context.check(r, plugin: instance.id, operation: "decode")
         return (0..<n).map { RGBImage(width: info.imageWidth, height: info.imageHeight, pixels: Array(rgb[$0 * imageBytes..<($0 + 1) * imageBytes])) }
     }

@@ -17,10 +17,11 @@ public final class PluginCallContext: @unchecked Sendable {
 
     public var isCancelled: Bool { cancelled() }
 
-    /// Builds the C call struct for the duration of `body`.
-    func withCall<R>(_ body: (UnsafePointer<assay_call_t>) throws -> R) rethrows -> R {
+    /// Builds the C call struct for a call into `instance` for the duration of `body`; it
+    /// lends the instance its own host struct.
+    func withCall<R>(_ instance: PluginInstance, _ body: (UnsafePointer<assay_call_t>) throws -> R) rethrows -> R {
         lastError = nil
-        var call = assay_call_t(host: HostServices.host, job_id: jobID,
+        var call = assay_call_t(host: instance.host.pointer, job_id: jobID,
                                 host_data: Unmanaged.passUnretained(self).toOpaque())
         return try withUnsafePointer(to: &call) { try body($0) }
     }
@@ -73,19 +74,24 @@ public enum HostServices {
     /// Only touched on the plugin-management thread.
     nonisolated(unsafe) static var instanceError: String?
 
-    /// Written once (lazily, thread-safe) and then only read, by every thread.
-    nonisolated(unsafe) static let host: UnsafePointer<assay_host_t> = {
+    /// A host struct of the plugin instance `pluginID`'s own: one per instance, so that a
+    /// plugin that writes over the struct it was lent (a bug, or worse) breaks only itself,
+    /// never another plugin or a job that does not use it. Its strings are its own copies
+    /// too; `host_data` names the instance, so its log lines say which plugin wrote them.
+    /// Freed by `freeHost` once the instance is destroyed.
+    static func makeHost(pluginID: String) -> UnsafePointer<assay_host_t> {
         let p = UnsafeMutablePointer<assay_host_t>.allocate(capacity: 1)
         p.initialize(to: assay_host_t(
             abi_version: assay_version_t(major: HostABI.major, minor: HostABI.minor, revision: HostABI.revision),
-            host_data: nil,
+            host_data: UnsafeMutableRawPointer(strdup(pluginID)),
             name: UnsafePointer(strdup("assayd")),
             version: UnsafePointer(strdup(AssayVersion.string)),
             get_extension: { _, _ in nil },
-            log: { _, call, level, message in
+            log: { host, call, level, message in
                 guard let message else { return }
                 let text = String(cString: message)
                 var meta: Logger.Metadata = [:]
+                if let id = host.flatMap(HostServices.pluginID) { meta["plugin"] = "\(id)" }
                 if let call, call.pointee.job_id != 0 { meta["job"] = "\(call.pointee.job_id)" }
                 switch level {
                 case ASSAY_LOG_DEBUG: HostServices.logger.debug("\(text)", metadata: meta)
@@ -110,7 +116,25 @@ public enum HostServices {
                 }
             }))
         return UnsafePointer(p)
-    }()
+    }
+
+    /// The plugin id a host struct was made for (read from the host's own copy of what it
+    /// wrote there: a struct the plugin scribbled over is not trusted beyond a bounded read).
+    static func pluginID(_ host: UnsafePointer<assay_host_t>) -> String? {
+        guard let raw = host.pointee.host_data else { return nil }
+        let bytes = raw.assumingMemoryBound(to: CChar.self)
+        guard strnlen(bytes, 65) <= 64 else { return nil }
+        return String(cString: bytes)
+    }
+
+    /// Frees a struct made by `makeHost` (after the instance's destroy has returned). The
+    /// strings are the ones `makeHost` allocated, remembered apart from the struct, which
+    /// the plugin may have changed.
+    static func freeHost(_ host: UnsafePointer<assay_host_t>, strings: [UnsafeMutableRawPointer?]) {
+        for s in strings { free(s) }
+        UnsafeMutablePointer(mutating: host).deinitialize(count: 1)
+        UnsafeMutablePointer(mutating: host).deallocate()
+    }
 }
 
 /// The daemon's own version.

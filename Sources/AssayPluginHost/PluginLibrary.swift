@@ -55,9 +55,12 @@ public final class PluginInstance: @unchecked Sendable {
     let plugin: UnsafePointer<assay_plugin_t>
     /// The kind's interface struct (`assay_model_ext_t`, ...).
     let interface: UnsafeRawPointer
+    /// This instance's own host struct (`HostServices.makeHost`), given to create_plugin
+    /// and in every call.
+    let host: HostStruct
 
     init(library: PluginLibrary, id: String, name: String, version: String, summary: String,
-         kind: PluginKind, plugin: UnsafePointer<assay_plugin_t>, interface: UnsafeRawPointer) {
+         kind: PluginKind, plugin: UnsafePointer<assay_plugin_t>, interface: UnsafeRawPointer, host: HostStruct) {
         self.library = library
         self.id = id
         self.name = name
@@ -66,15 +69,33 @@ public final class PluginInstance: @unchecked Sendable {
         self.kind = kind
         self.plugin = plugin
         self.interface = interface
+        self.host = host
     }
 
     deinit {
         let p = UInt(bitPattern: plugin)
         let lib = library // keep the code mapped until destroy has run
+        let host = self.host
         PluginThread.async {
             let plugin = UnsafePointer<assay_plugin_t>(bitPattern: p)!
             plugin.pointee.destroy?(plugin)
+            host.free()
             _ = lib
         }
     }
+}
+
+/// A host struct made for one plugin instance, with the pointers it was made with (the
+/// struct itself may have been written over by the plugin).
+struct HostStruct: @unchecked Sendable {
+    let pointer: UnsafePointer<assay_host_t>
+    private let strings: [UnsafeMutableRawPointer?]
+
+    init(pluginID: String) {
+        pointer = HostServices.makeHost(pluginID: pluginID)
+        strings = [pointer.pointee.host_data, UnsafeMutableRawPointer(mutating: pointer.pointee.name),
+                   UnsafeMutableRawPointer(mutating: pointer.pointee.version)]
+    }
+
+    func free() { HostServices.freeHost(pointer, strings: strings) }
 }

@@ -9,7 +9,7 @@ extension PluginInstance {
         guard let raw = plugin.pointee.get_extension(plugin, ASSAY_EXT_PROMPT_CHECK) else { return false }
         let ext = raw.assumingMemoryBound(to: assay_prompt_check_ext_t.self)
         guard let check = ext.pointee.check_prompt else { return false }
-        let r = context.withCall { call in prompt.withCString { check(plugin, call, $0) } }
+        let r = context.withCall(self) { call in prompt.withCString { check(plugin, call, $0) } }
         try context.check(r, plugin: id, operation: "check_prompt")
         return true
     }

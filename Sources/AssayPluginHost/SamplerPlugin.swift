@@ -144,7 +144,7 @@ public struct SamplerPlugin: Sendable {
         bindBlocks(access)
         defer { releaseBlocks(access) }
         let r = withExtendedLifetime(access) {
-            context.withCall { call in
+            context.withCall(instance) { call in
                 withCOptions(options) { opts in
                     x.withUnsafeMutableBufferPointer { buf in
                         ext.pointee.advance(instance.plugin, call, &raw, buf.baseAddress, Float(from), Float(to), opts)

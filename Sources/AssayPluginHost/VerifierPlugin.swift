@@ -39,7 +39,7 @@ public struct VerifierPlugin: Sendable {
         guard !images.isEmpty else { return ([], []) }
         var scores = [Double](repeating: .nan, count: images.count)
         let details = TextCollector(count: images.count)
-        let r = context.withCall { call in
+        let r = context.withCall(instance) { call in
             details.withTextOut { out in
                 withCImages(images) { imgs in
                     prompt.withCString { ext.pointee.score(instance.plugin, call, $0, UInt32(images.count), imgs, &scores, out) }
@@ -70,7 +70,7 @@ public struct ReflectorPlugin: Sendable {
                         context: PluginCallContext) throws -> [String] {
         guard !images.isEmpty else { return [] }
         let out = TextCollector(count: images.count)
-        let r = context.withCall { call in
+        let r = context.withCall(instance) { call in
             out.withTextOut { sink in
                 withCImages(images) { imgs in
                     withCStringArray(details ?? []) { d in
@@ -112,7 +112,7 @@ extension ReflectorPlugin {
         guard let views, !images.isEmpty else { return [] }
         precondition(images.allSatisfy { $0.count == names.count })
         let out = TextCollector(count: images.count)
-        let r = context.withCall { call in
+        let r = context.withCall(instance) { call in
             out.withTextOut { sink in
                 withCImages(images.flatMap { $0 }) { imgs in
                     withCStringArray(names.map { Optional($0) }) { nm in

@@ -212,3 +212,29 @@ final class PluginFileTests: XCTestCase {
         XCTAssertEqual(after, baseline, "the daemon's descriptors changed: \(links)")
     }
 }
+
+/// Each plugin instance gets a host struct of its own (issue 11, part 4).
+final class HostStructTests: XCTestCase {
+    /// A verifier that writes zeros over the host struct it was lent: its job finishes, and
+    /// so do later jobs of other plugins that call their host (the Heun sampler polls
+    /// `is_cancelled` every step). With one shared struct the next such call jumped to
+    /// NULL and took the daemon down.
+    func testAPluginThatScribblesOverItsHostStructBreaksNoOtherPlugin() throws {
+        let d = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory, TestEnvironment.fixturesDirectory])
+        let scribbled = try d.submit("a red disk", ["strategy": .string("best-of-n"), "n": .uint32(2), "steps": .uint32(4),
+                                                    "verifiers": .strings(["fixture-scribbler"])])
+        XCTAssertEqual(try d.waitFinished(scribbled), "done")
+        XCTAssertEqual(try d.number(scribbled, "BestScore"), 0.5)
+        for seed in [1, 2] as [UInt64] {
+            let other = try d.submit("a red disk", ["sampler": .string("example-heun"), "steps": .uint32(6), "seed": .uint64(seed),
+                                                    "strategy": .string("best-of-n"), "n": .uint32(2),
+                                                    "verifiers": .strings(["example-colour"])])
+            let state = try d.waitFinished(other)
+            XCTAssertEqual(state, "done", (try? d.string(other, "Error")) ?? "")
+        }
+        let again = try d.submit("a blue disk", ["verifiers": .strings(["fixture-scribbler"]), "strategy": .string("best-of-n"),
+                                                 "n": .uint32(2), "steps": .uint32(4)])
+        XCTAssertEqual(try d.waitFinished(again), "done")
+        d.assertAlive()
+    }
+}
