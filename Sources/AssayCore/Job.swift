@@ -69,6 +69,17 @@ public final class Job: @unchecked Sendable {
 
     public var isCancelRequested: Bool { cancelFlag.current }
 
+    /// The daemon is stopping: the job stops like a cancelled one, but it is not over for
+    /// its client. Nothing final is written, so its record says it did not finish and the
+    /// next start runs it again from its plan.
+    public func interruptForShutdown() {
+        shutdownFlag.withLock { $0 = true }
+        requestCancel()
+    }
+
+    public var isInterruptedForShutdown: Bool { shutdownFlag.current }
+    private let shutdownFlag = Locked(false)
+
     /// Asks the job to stop; takes effect at its next model evaluation (or at once if queued,
     /// by the scheduler).
     public func requestCancel() { cancelFlag.withLock { $0 = true } }

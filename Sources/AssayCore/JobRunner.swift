@@ -87,6 +87,12 @@ public final class JobRunner: @unchecked Sendable {
             failure = "\(error)"
         }
 
+        if job.isInterruptedForShutdown {
+            // Not an end: no manifest, so the job store runs it again at the next start.
+            logger.notice("job interrupted by the daemon stopping; it runs again at the next start", metadata: ["job": "\(job.id)"])
+            return
+        }
+
         // Decide how it ended.
         let best = context?.best
         let stop: StopReason

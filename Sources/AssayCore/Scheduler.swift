@@ -28,6 +28,9 @@ public final class Scheduler: @unchecked Sendable {
     private var running = 0
     private var stopping = false
     private var threads: [pthread_t] = []
+    /// Worker threads that have not returned yet, and the condition signalled when one does.
+    private var alive = 0
+    private var exited = pthread_cond_t()
     public var onQueueLengthChange: (@Sendable (Int) -> Void)?
 
     public init(limits: Limits, execute: @escaping @Sendable (Job) -> Void) {
@@ -35,9 +38,13 @@ public final class Scheduler: @unchecked Sendable {
         self.execute = execute
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&condition, nil)
+        pthread_cond_init(&exited, nil)
     }
 
     public func start() {
+        pthread_mutex_lock(&mutex)
+        alive += max(1, limits.maxConcurrentJobs)
+        pthread_mutex_unlock(&mutex)
         for _ in 0..<max(1, limits.maxConcurrentJobs) {
             let box = Unmanaged.passRetained(self)
             var t = pthread_t()
@@ -50,14 +57,30 @@ public final class Scheduler: @unchecked Sendable {
         }
     }
 
-    /// Stops taking jobs; running jobs finish, threads exit.
-    public func shutdown() {
+    /// Stops taking jobs (queued ones stay queued: with a job store they run after the
+    /// next start); waits up to `timeout` seconds for running jobs to return. Returns false
+    /// when some did not (a plugin call is stuck): their threads are left behind, and the
+    /// caller decides whether to exit anyway.
+    @discardableResult
+    public func shutdown(timeout: Double = .infinity) -> Bool {
         pthread_mutex_lock(&mutex)
         stopping = true
         pthread_cond_broadcast(&condition)
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let whole = timeout.isFinite ? min(timeout, 1e9) : 1e9
+        deadline.tv_sec += Int(whole)
+        deadline.tv_nsec += Int((whole - whole.rounded(.down)) * 1e9)
+        if deadline.tv_nsec >= 1_000_000_000 { deadline.tv_sec += 1; deadline.tv_nsec -= 1_000_000_000 }
+        while alive > 0 {
+            if pthread_cond_timedwait(&exited, &mutex, &deadline) == ETIMEDOUT { break }
+        }
+        let done = alive == 0
         pthread_mutex_unlock(&mutex)
+        guard done else { return false }
         for t in threads { pthread_join(t, nil) }
         threads = []
+        return true
     }
 
     public var queueLength: Int {
@@ -140,5 +163,9 @@ public final class Scheduler: @unchecked Sendable {
             running -= 1
             pthread_mutex_unlock(&mutex)
         }
+        pthread_mutex_lock(&mutex)
+        alive -= 1
+        pthread_cond_broadcast(&exited)
+        pthread_mutex_unlock(&mutex)
     }
 }

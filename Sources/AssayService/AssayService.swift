@@ -99,11 +99,22 @@ public final class AssayService: @unchecked Sendable {
         ])
         loop.run()
         watcher?.stop()
-        for entry in jobs.values where !entry.job.state.isFinal { scheduler.cancel(entry.job) }
-        scheduler.shutdown()
+        // Queued jobs stay queued on disk and running ones are interrupted without a final
+        // state: both run again at the next start (the job store). A plugin call that does
+        // not return in time is not waited for: the process exits with it.
+        for entry in jobs.values where entry.job.state == .running { entry.job.interruptForShutdown() }
+        if !scheduler.shutdown(timeout: config.stopTimeoutSeconds) {
+            stoppedCleanly = false
+            logger.warning("running jobs did not stop in time (a plugin call is stuck); exiting without them",
+                           metadata: ["timeout_s": "\(config.stopTimeoutSeconds)"])
+        }
     }
 
     public func stop() { loop.stop() }
+
+    /// False when `run` returned with job threads still inside a plugin call: the process
+    /// should exit without running exit handlers (a stuck thread may hold a lock they need).
+    public private(set) var stoppedCleanly = true
 
     func startWatcher(_ directories: [String]) {
         guard config.watch else { return }

@@ -30,6 +30,8 @@ public struct ServiceConfig: Sendable {
     /// How long finished jobs stay on the bus, in seconds (no count cap: see
     /// `AssayService.retire`); after a restart, what was left of it.
     public var retentionSeconds: Double = 600
+    /// On SIGTERM, how long running jobs get to return from the plugin call they are in.
+    public var stopTimeoutSeconds: Double = 5
     public var defaults = JobDefaults()
     public var clientIdentity: ClientIdentity = .connection
     /// Watch plugin directories for changes (hot reload).

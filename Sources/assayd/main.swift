@@ -46,6 +46,9 @@ struct AssayDaemon: ParsableCommand {
     @Option(help: "Seconds a finished job stays on the bus.")
     var retentionSeconds = 600.0
 
+    @Option(help: "On SIGTERM, seconds running jobs get to leave the plugin call they are in; the daemon then exits anyway (interrupted jobs run again at the next start).")
+    var stopTimeoutSeconds = 5.0
+
     @Option(help: "How clients are told apart for queue caps: connection or uid (default: connection on the session bus, uid on the system bus).")
     var clientIdentity: String?
 
@@ -126,6 +129,7 @@ struct AssayDaemon: ParsableCommand {
         config.scoreLimits.maxInFlight = max(config.scoreLimits.maxInFlight, scoreMaxInFlightPerClient)
         config.scoreLimits.readTimeoutMs = scoreReadTimeoutMs
         config.retentionSeconds = retentionSeconds
+        config.stopTimeoutSeconds = stopTimeoutSeconds
         config.clientIdentity = clientIdentity.flatMap(ServiceConfig.ClientIdentity.init) ?? (system ? .uid : .connection)
         config.defaults = JobDefaults(models: defaultModels.split(separator: ",").map(String.init),
                                       verifiers: defaultVerifiers.split(separator: ",").map(String.init))
@@ -161,6 +165,10 @@ struct AssayDaemon: ParsableCommand {
             throw ExitCode(1)
         }
         rmdir(config.runtimeDirectory)
+        if !service.stoppedCleanly {
+            fflush(nil) // every stream: the log handler writes to stderr
+            _exit(0)
+        }
         withExtendedLifetime(sources) {}
     }
 }

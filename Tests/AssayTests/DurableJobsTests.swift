@@ -109,6 +109,51 @@ final class DurableJobsTests: XCTestCase {
         XCTAssertFalse(again.log.contains("job queued again"), again.log)
     }
 
+    /// SIGTERM (a `systemctl restart`) with one job running and two queued: the daemon
+    /// stops at once, and after the next start all three run and finish under their paths.
+    /// Before, the queued ones were cancelled and the running one ended cancelled.
+    func testSIGTERMKeepsRunningAndQueuedJobsForTheNextStart() throws {
+        let state = TestEnvironment.temporaryDirectory("durable-term")
+        var d: Daemon? = try Daemon(pluginDirectories: plugins, arguments: ["--max-concurrent-jobs", "1"], stateDirectory: state)
+        let running = try d!.submit("a red disk", ["sampler": .string("fixture-sampler"), "steps": .uint32(200), "seed": .uint64(3),
+                                                   "sampler_options": .vardict(["delay_ms": .uint32(20)])])
+        let queued = try (0..<2).map { try d!.submit("a blue disk", ["seed": .uint64(UInt64(30 + $0))]) }
+        try d!.waitState(running, "running")
+        let started = Date()
+        d!.stop()
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3, "SIGTERM took too long")
+        XCTAssertTrue(d!.log.contains("runs again at the next start"), d!.log)
+        d = nil
+        let again = try Daemon(pluginDirectories: plugins, arguments: ["--max-concurrent-jobs", "1"], stateDirectory: state)
+        for job in [running] + queued {
+            XCTAssertEqual(try again.waitFinished(job), "done", job)
+        }
+        XCTAssertEqual(try again.number(running, "NfeUsed"), 200, "the interrupted job did not run again from the start")
+    }
+
+    /// A plugin call that never returns (and never looks at cancellation) does not keep the
+    /// daemon from stopping: SIGTERM ends it after --stop-timeout-seconds, and its job is
+    /// still there at the next start.
+    func testSIGTERMStopsInBoundedTimeWithAStuckPluginCall() throws {
+        let state = TestEnvironment.temporaryDirectory("durable-stuck")
+        var d: Daemon? = try Daemon(pluginDirectories: plugins, arguments: ["--stop-timeout-seconds", "1"], stateDirectory: state)
+        let stuck = try d!.submit("a red disk", ["strategy": .string("best-of-n"), "n": .uint32(1), "steps": .uint32(2),
+                                                 "verifiers": .strings(["fixture-hang"])])
+        try d!.waitState(stuck, "running")
+        usleep(300_000) // into the verifier call
+        let started = Date()
+        kill(d!.pid, SIGTERM)
+        while d!.process.isRunning && Date().timeIntervalSince(started) < 10 { usleep(20_000) }
+        let took = Date().timeIntervalSince(started)
+        if d!.process.isRunning { d!.kill9() }
+        XCTAssertLessThan(took, 5, "SIGTERM did not stop the daemon while a plugin call was stuck")
+        XCTAssertTrue(d!.log.contains("did not stop in time"), d!.log)
+        d = nil
+        let again = try Daemon(pluginDirectories: plugins, stateDirectory: state)
+        XCTAssertTrue(["queued", "running"].contains(try again.string(stuck, "State")), "the interrupted job is gone")
+        again.kill9() // it hangs again; nothing more to see
+    }
+
     /// More finished jobs than the old hidden cap of 256 all stay readable for their
     /// retention: one client's flood cannot push another client's result off the bus.
     func testFinishedJobsStayForTheirRetentionHoweverMany() throws {
