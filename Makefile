@@ -80,6 +80,7 @@ install: build
 	install -D -m 644 build/dist/io.assay.Assay1.service "$(DESTDIR)/usr/share/dbus-1/services/io.assay.Assay1.service"
 	install -D -m 644 dist/io.assay.Assay1.system.service "$(DESTDIR)/usr/share/dbus-1/system-services/io.assay.Assay1.service"
 	install -D -m 644 dist/io.assay.Assay1.conf "$(DESTDIR)/usr/share/dbus-1/system.d/io.assay.Assay1.conf"
+	install -D -m 644 dist/io.assay.Assay1.xml "$(DESTDIR)/usr/share/dbus-1/interfaces/io.assay.Assay1.xml"
 	install -D -m 644 build/dist/assayd.service "$(DESTDIR)/lib/systemd/system/assayd.service"
 	install -D -m 644 build/dist/assayd-user.service "$(DESTDIR)/usr/lib/systemd/user/assayd.service"
 

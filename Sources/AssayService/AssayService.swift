@@ -171,14 +171,15 @@ public final class AssayService: @unchecked Sendable {
             return r
         }
         if path == AssayService.managerPath {
-            return try handleManager(msg, interface: interface, member: member)
+            return try BusDispatch.handle([AssayService.managerBus], object: self, msg: msg, interface: interface, member: member)
         }
         if path.hasPrefix(AssayService.jobsPath + "/") {
             let idText = path.dropFirst(AssayService.jobsPath.count + 1)
             guard let id = UInt64(idText), let entry = jobs[id] else {
                 throw AssayError.notFound("no job at \(path): it never existed or was removed after its retention time")
             }
-            return try handleJob(entry, msg, interface: interface, member: member)
+            return try BusDispatch.handle([AssayService.jobBus], object: JobView(service: self, entry: entry, snapshot: entry.job.snapshot),
+                                          msg: msg, interface: interface, member: member)
         }
         throw unknownObject(path)
     }
@@ -192,11 +193,6 @@ public final class AssayService: @unchecked Sendable {
         DBusError(name: "org.freedesktop.DBus.Error.UnknownObject", message: "no object at \(path)")
     }
 
-    func requireSignature(_ msg: DBusMessage, _ expected: String, _ usage: String) throws {
-        guard msg.signature == expected else {
-            throw AssayError.invalidArgument("\(msg.member ?? "") takes (\(expected)) but got (\(msg.signature)); usage: \(usage)")
-        }
-    }
 
     private func introspect(_ path: String) -> String? {
         switch path {
@@ -382,8 +378,8 @@ public final class AssayService: @unchecked Sendable {
 
     private func flush(_ entry: JobEntry) {
         let snap = entry.job.snapshot
-        let before = JobProperties.values(entry.job, entry.emitted)
-        let after = JobProperties.values(entry.job, snap)
+        let before = JobProperties.values(self, entry, entry.emitted)
+        let after = JobProperties.values(self, entry, snap)
         let changed = after.filter { before[$0.key] != $0.value }
         entry.emitted = snap
         entry.lastEmitNs = DispatchTimeClock.now()

@@ -1,6 +1,6 @@
 /// Introspection XML of every node the daemon serves. Kept as data so that
 /// `gdbus introspect` and `busctl introspect` (both tested) see exactly this.
-enum Introspection {
+public enum Introspection {
     static let header = """
     <!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
      "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">
@@ -39,71 +39,15 @@ enum Introspection {
 
     """
 
-    static let manager = """
-      <interface name="io.assay.Manager1">
-        <method name="Submit">
-          <arg name="prompt" type="s" direction="in"/>
-          <arg name="options" type="a{sv}" direction="in"/>
-          <arg name="job" type="o" direction="out"/>
-        </method>
-        <method name="Score">
-          <arg name="prompt" type="s" direction="in"/>
-          <arg name="images" type="ah" direction="in"/>
-          <arg name="verifiers" type="as" direction="in"/>
-          <arg name="options" type="a{sv}" direction="in"/>
-          <arg name="results" type="aa{sv}" direction="out"/>
-        </method>
-        <method name="ListPlugins"><arg name="plugins" type="aa{sv}" direction="out"/></method>
-        <method name="ListJobs"><arg name="jobs" type="ao" direction="out"/></method>
-        <method name="ListStrategies"><arg name="strategies" type="aa{sv}" direction="out"/></method>
-        <method name="ReloadPlugins"/>
-        <signal name="PluginsChanged"/>
-        <signal name="PluginLoadFailed">
-          <arg name="path" type="s"/>
-          <arg name="reason" type="s"/>
-        </signal>
-        <property name="Version" type="s" access="read"/>
-        <property name="AbiVersion" type="s" access="read"/>
-        <property name="PluginDirectories" type="as" access="readwrite"/>
-        <property name="QueueLength" type="u" access="read"/>
-        <property name="RunningJobs" type="u" access="read"/>
-        <property name="Strategies" type="as" access="read"/>
-        <property name="ScoreVerifierCalls" type="t" access="read"/>
-      </interface>
+    /// The daemon's own interfaces, from their declarations.
+    static var manager: String { AssayService.managerBus.xml + "\n" }
+    static var job: String { AssayService.jobBus.xml + "\n" }
 
-    """
-
-    static let job = """
-      <interface name="io.assay.Job1">
-        <method name="Cancel"/>
-        <method name="OpenResult"><arg name="png" type="h" direction="out"/></method>
-        <method name="OpenManifest"><arg name="json" type="h" direction="out"/></method>
-        <method name="OpenCandidate">
-          <arg name="index" type="u" direction="in"/>
-          <arg name="png" type="h" direction="out"/>
-        </method>
-        <signal name="Finished"><arg name="state" type="s"/></signal>
-        <property name="State" type="s" access="read"/>
-        <property name="StopReason" type="s" access="read"/>
-        <property name="Prompt" type="s" access="read"/>
-        <property name="Strategy" type="s" access="read"/>
-        <property name="Model" type="s" access="read"/>
-        <property name="Seed" type="t" access="read"/>
-        <property name="Progress" type="d" access="read"/>
-        <property name="NfeUsed" type="u" access="read"/>
-        <property name="NfeBudget" type="u" access="read"/>
-        <property name="VerifierCalls" type="u" access="read"/>
-        <property name="ReflectorCalls" type="u" access="read"/>
-        <property name="FlopRatio" type="d" access="read"/>
-        <property name="Candidates" type="u" access="read"/>
-        <property name="BestScore" type="d" access="read"/>
-        <property name="ResultPath" type="s" access="read"/>
-        <property name="ManifestPath" type="s" access="read"/>
-        <property name="CandidatesPath" type="s" access="read"/>
-        <property name="Error" type="s" access="read"/>
-      </interface>
-
-    """
+    /// `dist/io.assay.Assay1.xml`: the interfaces a client programs against (fwupd ships
+    /// its interface XML the same way); a test keeps the file equal to this.
+    public static var interfaceFile: String {
+        header + "<node>\n" + AssayService.managerBus.xml + AssayService.jobBus.xml + "</node>\n"
+    }
 
     static func node(interfaces: String, children: [String]) -> String {
         header + "<node>\n" + interfaces + children.map { "  <node name=\"\($0)\"/>\n" }.joined() + "</node>\n"

@@ -24,8 +24,7 @@ extension AssayService {
         var handedOff = false
         defer { if !handedOff { for fd in fds where fd >= 0 { close(fd) } } }
 
-        try requireSignature(msg, "sahasa{sv}",
-                             "Score(s prompt, ah images, as verifiers, a{sv} options), e.g. Score(\"a red circle\", [fd of a PNG], [], {})")
+        // The signature was checked against the declaration (managerBus) before this runs.
         guard args.count == 4, case .string(let prompt) = args[0], case .array("h", let items) = args[1],
               case .array("s", let ids) = args[2], let options = JobOptionsWire.decode(args[3]) else {
             throw AssayError.invalidArgument("Score takes (s prompt, ah images, as verifiers, a{sv} options)")

@@ -69,6 +69,9 @@ struct AssayDaemon: ParsableCommand {
     @Flag(help: "Load only plugin files owned by root and writable by root only, in folders (all the way up) owned and writable by root only. Always on with --system, where plugins run as root.")
     var trustedPlugins = false
 
+    @Flag(help: "Print the D-Bus interfaces as introspection XML (what dist/io.assay.Assay1.xml holds) and exit.")
+    var printInterfaces = false
+
     @Flag(help: "Do not watch plugin directories for changes.")
     var noWatch = false
 
@@ -92,6 +95,10 @@ struct AssayDaemon: ParsableCommand {
     }
 
     func run() throws {
+        if printInterfaces {
+            print(Introspection.interfaceFile, terminator: "")
+            return
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
