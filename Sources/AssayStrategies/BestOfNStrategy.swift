@@ -50,6 +50,6 @@ public struct BestOfNStrategy: Strategy {
 public enum BuiltinStrategies {
     public static var catalog: StrategyCatalog {
         StrategyCatalog([SingleStrategy(), BestOfNStrategy(), ZeroOrderStrategy(), PathsStrategy(),
-                         HalvingStrategy(), ParticlesStrategy(), CoFusionStrategy()])
+                         HalvingStrategy(), ParticlesStrategy(), CoFusionStrategy(), ReflectStrategy()])
     }
 }

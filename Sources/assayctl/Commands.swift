@@ -97,7 +97,7 @@ struct Generate: ParsableCommand {
     @Argument(help: "What the image should show, e.g. \"a red disk top left\".")
     var prompt: String
 
-    @Option(help: "Search strategy: single, best-of-n, zero-order, paths, halving, particles, cofusion (`assayctl strategies` lists them with their options).")
+    @Option(help: "Search strategy: single, best-of-n, zero-order, paths, halving, particles, cofusion, reflect (`assayctl strategies` lists them with their options).")
     var strategy: String?
 
     @Option(name: .short, help: "Candidates for best-of-n (shorthand for --option n=N).")

@@ -17,7 +17,7 @@ final class SearchDaemonTests: XCTestCase {
         let list = ((reply["data"] as! [Any])[0] as! [[String: Any]])
         func field(_ d: [String: Any], _ key: String) -> Any? { (d[key] as? [String: Any])?["data"] }
         let names = list.compactMap { field($0, "name") as? String }
-        XCTAssertEqual(Set(names), ["single", "best-of-n", "zero-order", "paths", "halving", "particles", "cofusion"])
+        XCTAssertEqual(Set(names), ["single", "best-of-n", "zero-order", "paths", "halving", "particles", "cofusion", "reflect"])
         let paths = list.first { field($0, "name") as? String == "paths" }!
         let options = field(paths, "options") as! [[String: Any]]
         let backward = options.first { field($0, "name") as? String == "backward" }!
@@ -149,6 +149,7 @@ final class SearchDaemonTests: XCTestCase {
             ("paths", ["n=2", "m=2", "length=2"], []), ("halving", ["n=4", "rounds=1"], []),
             ("particles", ["n=3", "interval=2", "potential=diff"], []),
             ("cofusion", ["n=3", "k=2", "reflect=on"], ["--role", "draft=shapes-turbo", "--reflector", "shapes-reflector"]),
+            ("reflect", ["n=2", "rounds=2", "branches=1"], ["--reflector", "shapes-reflector"]),
         ]
         for (strategy, options, extra) in runs {
             let first = Shell.run([TestEnvironment.assayctlPath, "--address", d.bus.address, "generate", "a red circle",

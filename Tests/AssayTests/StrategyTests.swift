@@ -17,10 +17,12 @@ final class StrategyTests: XCTestCase {
         ("halving", ["n": .unsigned(6), "rounds": .unsigned(2)]),
         ("particles", ["n": .unsigned(3), "interval": .unsigned(2)]),
         ("cofusion", ["n": .unsigned(4), "k": .unsigned(3), "m": .unsigned(2)]),
+        ("reflect", ["n": .unsigned(3), "rounds": .unsigned(2), "branches": .unsigned(2), "per_branch": .unsigned(1)]),
     ]
     /// Job options a strategy needs besides its own (its model roles).
     static let needs: [String: [String: OptionValue]] = [
         "cofusion": ["models": .dictionary(["draft": .string("shapes-turbo")])],
+        "reflect": ["reflector": .string("shapes-reflector")],
     ]
 
     func options(_ strategy: String, _ own: [String: OptionValue], _ extra: [String: OptionValue] = [:]) -> [String: OptionValue] {
@@ -109,6 +111,7 @@ final class StrategyTests: XCTestCase {
             "best-of-n": ["n": .unsigned(50)], "zero-order": ["iterations": .unsigned(20)],
             "paths": ["m": .unsigned(8), "length": .unsigned(2)], "halving": ["n": .unsigned(40)],
             "particles": ["n": .unsigned(20)], "single": [:], "cofusion": ["n": .unsigned(12), "k": .unsigned(3), "m": .unsigned(3)],
+            "reflect": ["n": .unsigned(2), "rounds": .unsigned(6)],
         ]
         for (name, own) in big {
             for budget in [16, 17, 31, 50, 75] {

@@ -569,6 +569,8 @@ public final class SearchToolkit: @unchecked Sendable {
             verifiers.first.flatMap { details[id]?[$0.instance.id] }
         }
         let out = try reflector.reflect(prompt: job.prompt, images: imgs, details: det, history: history, context: call)
+        // Lineage: what was said about each image stays on its node (manifest, report).
+        for (k, id) in ids.enumerated() { nodes[id].reflection = out[k] }
         reportProgress()
         return out
     }
