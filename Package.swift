@@ -9,6 +9,7 @@ import PackageDescription
 //   AssayDBus        a small libdbus-1 binding: connection, event loop, messages
 //   AssayWire        Assay's types on D-Bus (job options and their wire types)
 //   AssayService     the io.assay.Assay1 D-Bus surface over the core
+//   AssayClient      a typed client of io.assay.Assay1 (assayctl, assay-bench and the tests)
 //   assayd / assayctl / assay-bench   the daemon, the CLI, the benchmark tool
 let package = Package(
     name: "Assay",
@@ -36,6 +37,7 @@ let package = Package(
         .target(name: "AssayStrategies", dependencies: ["AssayCore"]),
         .target(name: "AssayDBus", dependencies: ["CDBus"]),
         .target(name: "AssayWire", dependencies: ["AssayCore", "AssayDBus"]),
+        .target(name: "AssayClient", dependencies: ["AssayDBus"]),
         .target(name: "AssayService", dependencies: [
             "AssayCore", "AssayStrategies", "AssayDBus", "AssayWire",
             .product(name: "Logging", package: "swift-log"),
@@ -45,13 +47,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "assayctl", dependencies: [
-            "AssayDBus", "AssayCore", "AssayWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "AssayDBus", "AssayClient", "AssayCore", "AssayWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "assay-bench", dependencies: [
-            "AssayDBus", "AssayCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "AssayDBus", "AssayClient", "AssayCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "AssayTests", dependencies: [
-            "AssayDBus", "AssayCore", "AssayPluginHost", "AssayStrategies", "AssayWire", "assayd", "assayctl",
+            "AssayDBus", "AssayClient", "AssayCore", "AssayPluginHost", "AssayStrategies", "AssayWire", "assayd", "assayctl",
             "assay-bench",
         ]),
     ],

@@ -1,4 +1,5 @@
 import AssayCore
+import AssayClient
 import AssayDBus
 import Foundation
 import Glibc
@@ -81,9 +82,7 @@ final class Bench {
             try process.run()
             client = try DBusConnection(.address(bench.busAddress))
             for _ in 0..<1000 {
-                if let r = try? client.call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
-                                            interface: "org.freedesktop.DBus", member: "NameHasOwner", [.string(Bench.name)]),
-                   r.first == .bool(true) { return }
+                if AssayClient(connection: client).isServing() { return }
                 if !process.isRunning { throw BenchError("assayd exited at start; see \(log)") }
                 usleep(5_000)
             }
@@ -94,27 +93,18 @@ final class Bench {
             if process.isRunning { process.terminate(); process.waitUntilExit() }
         }
 
-        func manager(_ member: String, _ args: [DBusValue] = []) throws -> [DBusValue] {
-            try client.call(destination: Bench.name, path: Bench.manager, interface: Bench.managerInterface, member: member, args)
-        }
+        /// The shared typed client on this daemon's bus.
+        var api: AssayClient { AssayClient(connection: client) }
 
-        func submit(_ prompt: String, _ options: [String: DBusValue]) throws -> String {
-            guard let p = try manager("Submit", [.string(prompt), .vardict(options)]).first?.stringValue else {
-                throw BenchError("Submit returned no path")
-            }
-            return p
-        }
+        func manager(_ member: String, _ args: [DBusValue] = []) throws -> [DBusValue] { try api.manager(member, args) }
+
+        func submit(_ prompt: String, _ options: [String: DBusValue]) throws -> String { try api.submit(prompt, options) }
 
         func get(_ path: String, _ interface: String, _ property: String) throws -> DBusValue {
-            let r = try client.call(destination: Bench.name, path: path, interface: Bench.properties, member: "Get",
-                                    [.string(interface), .string(property)])
-            guard case .variant(let v)? = r.first else { throw BenchError("Get returned \(r)") }
-            return v
+            try api.property(path, property, interface: interface)
         }
 
-        func plugins() throws -> [[String: DBusValue]] {
-            try manager("ListPlugins").first?.arrayValue?.compactMap(\.vardictValue) ?? []
-        }
+        func plugins() throws -> [[String: DBusValue]] { try api.plugins() }
 
         /// Waits until the queue is empty and nothing runs.
         func drain(timeout: Double = 120) throws {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AssayClient
 import AssayDBus
 import Glibc
 
@@ -17,103 +18,85 @@ struct BusOptions: ParsableArguments {
     var bus: BusAddress { system ? .system : address.map { .address($0) } ?? .session }
 }
 
-/// A connection to the bus and typed calls to the daemon; every D-Bus failure becomes a
-/// `Failure` with the documented exit code.
+/// The shared `AssayClient`, with every D-Bus failure turned into a `Failure` with the
+/// documented exit code.
 final class Client {
-    static let busName = "io.assay.Assay1"
-    static let managerPath = "/io/assay/Assay1"
-    static let jobsPath = "/io/assay/Assay1/jobs"
-    static let managerInterface = "io.assay.Manager1"
-    static let jobInterface = "io.assay.Job1"
-    static let propertiesInterface = "org.freedesktop.DBus.Properties"
+    static let busName = AssayClient.busName
+    static let managerPath = AssayClient.managerPath
+    static let jobsPath = AssayClient.jobsPath
+    static let managerInterface = AssayClient.managerInterface
+    static let jobInterface = AssayClient.jobInterface
+    static let propertiesInterface = AssayClient.propertiesInterface
 
-    let connection: DBusConnection
+    let api: AssayClient
+    var connection: DBusConnection { api.connection }
 
     init(_ options: BusOptions) throws {
         do {
-            connection = try DBusConnection(options.bus)
+            api = try AssayClient(bus: options.bus)
         } catch let e as DBusError {
             throw Failure(ExitStatus.unreachable, "cannot connect to the \(options.system ? "system" : "D-Bus") bus: \(e.name): \(e.message)")
         }
     }
 
-    /// Error names that mean "nobody is there to answer", not "the daemon said no".
-    static let unreachableErrors: Set<String> = [
-        "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner",
-        "org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Disconnected",
-        "org.freedesktop.DBus.Error.NoServer", "org.freedesktop.DBus.Error.Timeout",
-        "org.freedesktop.DBus.Error.TimedOut", "org.freedesktop.DBus.Error.NoNetwork",
-    ]
-
     static func failure(_ e: DBusError) -> Failure {
-        if unreachableErrors.contains(e.name) {
+        if AssayClient.unreachableErrors.contains(e.name) {
             return Failure(ExitStatus.unreachable,
                            "the Assay daemon (\(busName)) is not reachable on this bus: \(e.name): \(e.message)")
         }
         return Failure(ExitStatus.daemonError, "\(e.name): \(e.message)")
     }
 
-    func call(_ path: String, _ interface: String, _ member: String, _ args: [DBusValue] = [],
-              timeoutMs: Int32 = 25_000) throws -> [DBusValue] {
+    /// Runs a client call, mapping its errors to exit codes.
+    private func mapped<T>(_ body: () throws -> T) throws -> T {
         do {
-            return try connection.call(destination: Client.busName, path: path, interface: interface,
-                                       member: member, args, timeoutMs: timeoutMs)
+            return try body()
         } catch let e as DBusError {
             throw Client.failure(e)
+        } catch let e as AssayClientError {
+            throw Failure(ExitStatus.daemonError, e.description)
         }
     }
 
+    func call(_ path: String, _ interface: String, _ member: String, _ args: [DBusValue] = [],
+              timeoutMs: Int32 = 25_000) throws -> [DBusValue] {
+        try mapped { try api.call(path, interface, member, args, timeoutMs: timeoutMs) }
+    }
+
     func manager(_ member: String, _ args: [DBusValue] = [], timeoutMs: Int32 = 25_000) throws -> [DBusValue] {
-        try call(Client.managerPath, Client.managerInterface, member, args, timeoutMs: timeoutMs)
+        try mapped { try api.manager(member, args, timeoutMs: timeoutMs) }
     }
 
     func submit(prompt: String, options: [String: DBusValue]) throws -> String {
-        let r = try manager("Submit", [.string(prompt), .vardict(options)])
-        guard let path = r.first?.stringValue else { throw Failure(ExitStatus.daemonError, "Submit returned \(r)") }
-        return path
+        try mapped { try api.submit(prompt, options) }
     }
 
     func jobProperties(_ path: String) throws -> [String: DBusValue] {
-        let r = try call(path, Client.propertiesInterface, "GetAll", [.string(Client.jobInterface)])
-        guard let d = r.first?.vardictValue else { throw Failure(ExitStatus.daemonError, "GetAll returned \(r)") }
-        return d
+        try mapped { try api.properties(path) }
     }
 
-    func plugins() throws -> [[String: DBusValue]] {
-        try manager("ListPlugins").first?.arrayValue?.compactMap(\.vardictValue) ?? []
-    }
+    func plugins() throws -> [[String: DBusValue]] { try mapped { try api.plugins() } }
 
-    func jobs() throws -> [String] {
-        try manager("ListJobs").first?.arrayValue?.compactMap(\.stringValue) ?? []
-    }
+    func jobs() throws -> [String] { try mapped { try api.jobs() } }
 
     /// The result PNG's bytes, read through the descriptor `OpenResult` hands over (the
     /// daemon's files may not be readable by this user).
     func resultBytes(_ path: String) throws -> [UInt8] {
-        let r = try call(path, Client.jobInterface, "OpenResult")
-        guard case .unixFD(let fd)? = r.first else { throw Failure(ExitStatus.daemonError, "OpenResult returned \(r)") }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        var offset: off_t = 0
-        while true {
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Failure(ExitStatus.local, "reading the result descriptor failed: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { break }
-            out += buffer[0..<n]
-            offset += off_t(n)
+        do {
+            return try api.readJobFile(path, "OpenResult")
+        } catch let e as DBusError {
+            throw Client.failure(e)
+        } catch let e as AssayClientError {
+            throw Failure(ExitStatus.local, e.description)
         }
-        return out
     }
 
     /// `7` → `/io/assay/Assay1/jobs/7`; a path is taken as it is.
     static func jobPath(_ arg: String) throws -> String {
-        if arg.hasPrefix("/") { return arg }
-        if !arg.isEmpty, arg.allSatisfy(\.isNumber) { return "\(jobsPath)/\(arg)" }
-        throw ValidationError("'\(arg)' is not a job: give its number (7) or its object path (\(jobsPath)/7)")
+        guard let path = AssayClient.jobPath(arg) else {
+            throw ValidationError("'\(arg)' is not a job: give its number (7) or its object path (\(jobsPath)/7)")
+        }
+        return path
     }
 }
 

@@ -1,3 +1,4 @@
+import AssayClient
 import AssayDBus
 import Foundation
 import XCTest
@@ -158,24 +159,12 @@ final class DurableJobsTests: XCTestCase {
     /// retention: one client's flood cannot push another client's result off the bus.
     func testFinishedJobsStayForTheirRetentionHoweverMany() throws {
         let d = try Daemon(pluginDirectories: plugins, arguments: ["--max-queued", "400", "--max-queued-per-client", "400"])
-        let other = try PrivateBusClient(d)
+        let other = AssayClient(connection: try d.bus.connect()) // another client key
         let mine = try other.submit("a green disk")
         var flood: [String] = []
         for k in 0..<300 { flood.append(try d.submit("a red disk", ["steps": .uint32(2), "seed": .uint64(UInt64(k))])) }
         for job in flood { _ = try d.waitFinished(job) }
         XCTAssertEqual(try d.string(mine, "State"), "done", "the other client's finished job left the bus")
         XCTAssertEqual(try jobPaths(d).count, 301)
-    }
-}
-
-/// A second client connection to the daemon's bus (another client key).
-struct PrivateBusClient {
-    let client: DBusConnection
-    init(_ d: Daemon) throws { client = try d.bus.connect() }
-    func submit(_ prompt: String) throws -> String {
-        let r = try client.call(destination: Daemon.name, path: Daemon.manager, interface: "io.assay.Manager1", member: "Submit",
-                                [.string(prompt), .vardict([:])])
-        guard case .objectPath(let path)? = r.first else { throw TestFailure("Submit returned \(r)") }
-        return path
     }
 }

@@ -1,3 +1,4 @@
+import AssayClient
 import AssayDBus
 import Foundation
 import XCTest
@@ -33,9 +34,7 @@ final class Daemon {
         try process.run()
         client = try self.bus.connect()
         for _ in 0..<500 {
-            if let r = try? client.call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
-                                        interface: "org.freedesktop.DBus", member: "NameHasOwner", [.string(Daemon.name)]),
-               r.first == .bool(true) { return }
+            if AssayClient(connection: client).isServing() { return }
             if !process.isRunning { throw TestFailure("assayd exited at start:\n\(log)") }
             usleep(10_000)
         }
@@ -75,21 +74,15 @@ final class Daemon {
 
     // MARK: calls
 
-    func callManager(_ member: String, _ args: [DBusValue] = []) throws -> [DBusValue] {
-        try client.call(destination: Daemon.name, path: Daemon.manager, interface: "io.assay.Manager1", member: member, args)
-    }
+    /// The shared typed client (the one assayctl and assay-bench use) on this connection.
+    var api: AssayClient { AssayClient(connection: client) }
 
-    func submit(_ prompt: String, _ options: [String: DBusValue] = [:]) throws -> String {
-        let r = try callManager("Submit", [.string(prompt), .vardict(options)])
-        guard case .objectPath(let p)? = r.first else { throw TestFailure("Submit returned \(r)") }
-        return p
-    }
+    func callManager(_ member: String, _ args: [DBusValue] = []) throws -> [DBusValue] { try api.manager(member, args) }
+
+    func submit(_ prompt: String, _ options: [String: DBusValue] = [:]) throws -> String { try api.submit(prompt, options) }
 
     func property(_ path: String, _ name: String, interface: String = "io.assay.Job1") throws -> DBusValue {
-        let r = try client.call(destination: Daemon.name, path: path, interface: "org.freedesktop.DBus.Properties",
-                                member: "Get", [.string(interface), .string(name)])
-        guard case .variant(let v)? = r.first else { throw TestFailure("Get returned \(r)") }
-        return v
+        try api.property(path, name, interface: interface)
     }
 
     func string(_ path: String, _ name: String) throws -> String { try property(path, name).stringValue ?? "" }
@@ -98,13 +91,11 @@ final class Daemon {
     /// Polls until the job reaches a final state; returns it.
     @discardableResult
     func waitFinished(_ path: String, timeout: Double = 60) throws -> String {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let s = try string(path, "State")
-            if ["done", "failed", "cancelled"].contains(s) { return s }
-            usleep(20_000)
+        do {
+            return try api.waitFinished(path, timeout: timeout)
+        } catch let e as AssayClientError {
+            throw TestFailure("\(e); daemon log:\n\(log)")
         }
-        throw TestFailure("job \(path) did not finish in \(timeout) s; daemon log:\n\(log)")
     }
 
     func waitState(_ path: String, _ state: String, timeout: Double = 30) throws {
@@ -116,13 +107,9 @@ final class Daemon {
         throw TestFailure("job \(path) never reached \(state)")
     }
 
-    func plugins() throws -> [[String: DBusValue]] {
-        try callManager("ListPlugins").first?.arrayValue?.compactMap(\.vardictValue) ?? []
-    }
+    func plugins() throws -> [[String: DBusValue]] { try api.plugins() }
 
-    func plugin(_ id: String) throws -> [String: DBusValue]? {
-        try plugins().first { $0["id"]?.stringValue == id && $0["state"]?.stringValue == "loaded" }
-    }
+    func plugin(_ id: String) throws -> [String: DBusValue]? { try api.plugin(id) }
 
     /// Waits until `condition` holds on ListPlugins.
     func waitPlugins(timeout: Double = 10, _ condition: ([[String: DBusValue]]) -> Bool) throws {
