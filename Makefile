@@ -5,6 +5,8 @@
 #   make bench     run the benchmark tool and print its table
 #   make geneval   the GenEval-style search benchmark through the daemon (GENEVAL_ARGS=...)
 #   make search-bench  every search strategy at matched NFE budgets, judged by shapes-judge (SEARCH_ARGS=...)
+#   make sf2-bench     SF2: best-of-n against cofusion (turbo / DBCache sketches, visual reflection), judged by shapes-judge (SF2_ARGS=...)
+#   make reflect-bench ReflectionFlow: the reflect strategy's noise, prompt and reflection levels, judged by shapes-judge (REFLECT_ARGS=...)
 #   make yardstick the checker's and the judge's validation on degraded renders, via assayctl score
 #   make install   install daemon, CLI, plugins, D-Bus/systemd files under $(PREFIX)
 
@@ -28,7 +30,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: all deps tool-deps plugins build test demo bench geneval search-bench yardstick install clean
+.PHONY: all deps tool-deps plugins build test demo bench geneval search-bench sf2-bench reflect-bench yardstick install clean
 
 all: build
 
@@ -61,6 +63,13 @@ geneval: build tool-deps
 # last run's report and plot from that cache. The exact commands of the committed run: docs/search-bench.txt.
 search-bench: build tool-deps
 	/usr/bin/python3 tools/search_bench.py --assayd "$(BIN)/assayd" $(SEARCH_ARGS)
+
+# Both resumable like search-bench (docs/sf2-bench.json, docs/reflect-bench.json); --plot-only re-renders.
+sf2-bench: build tool-deps
+	/usr/bin/python3 tools/sf2_bench.py --assayd "$(BIN)/assayd" $(SF2_ARGS)
+
+reflect-bench: build tool-deps
+	/usr/bin/python3 tools/reflect_bench.py --assayd "$(BIN)/assayd" $(REFLECT_ARGS)
 
 yardstick: build tool-deps
 	/usr/bin/python3 tools/shapes/yardstick.py --daemon --assayd "$(BIN)/assayd" --assayctl "$(BIN)/assayctl"

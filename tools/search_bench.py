@@ -171,9 +171,21 @@ def work_list(args, prompts):
     return out
 
 
+def default_key(j):
+    return key_of(j["setting"], j["label"], j["budget"], j["prompt"], j["seed"])
+
+
+def default_order(j):
+    order = {s: i for i, s in enumerate(["single"] + STRATEGIES + [REPLICATE])}
+    return (j["setting"], j["budget"], order.get(j["label"], 99), j["label"], j["line"], j["seed"])
+
+
 class Cache:
-    def __init__(self, path):
-        self.path = path
+    """Finished jobs of a benchmark, one JSON file (resumable runs): `key(job)` names a job,
+    `order(job)` sorts the file. Shared by the benchmark tools."""
+
+    def __init__(self, path, key=default_key, order=default_order):
+        self.path, self.key, self.order = path, key, order
         self.jobs = {}
         self.meta = {"runs": []}
         if os.path.exists(path):
@@ -181,21 +193,68 @@ class Cache:
                 data = json.load(f)
             self.meta = data.get("meta", self.meta)
             for j in data.get("jobs", []):
-                self.jobs[key_of(j["setting"], j["label"], j["budget"], j["prompt"], j["seed"])] = j
+                self.jobs[key(j)] = j
         self.saved = time.time()
+
+    def add(self, rec):
+        self.jobs[self.key(rec)] = rec
 
     def save(self):
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         tmp = self.path + ".tmp"
-        order = {s: i for i, s in enumerate(["single"] + STRATEGIES + [REPLICATE])}
-        jobs = sorted(self.jobs.values(), key=lambda j: (j["setting"], j["budget"], order.get(j["label"], 99),
-                                                       j["label"], j["line"], j["seed"]))
+        jobs = sorted(self.jobs.values(), key=self.order)
         with open(tmp, "w") as f:
             f.write('{"meta": ' + json.dumps(self.meta, indent=1) + ',\n"jobs": [\n')
             f.write(",\n".join(json.dumps(j, sort_keys=True) for j in jobs))
             f.write("\n]}\n")
         os.replace(tmp, self.path)
         self.saved = time.time()
+
+
+def add_common_args(ap, name, selector="shapes-checker"):
+    """The options every benchmark tool takes; `name` names its default outputs
+    (docs/NAME-bench.json, docs/NAME-bench.txt, docs/images/NAME.png)."""
+    ap.add_argument("--assayd", default=default_assayd())
+    ap.add_argument("--plugins", default=os.path.join(ROOT, "build/plugins"))
+    ap.add_argument("--prompts", default=os.path.join(ROOT, "tools/shapes/benchmark_prompts.txt"))
+    ap.add_argument("--selector", default=selector)
+    ap.add_argument("--judge", default="shapes-judge")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--cache", default=os.path.join(ROOT, f"docs/{name}-bench.json"))
+    ap.add_argument("--out-txt", default=os.path.join(ROOT, f"docs/{name}-bench.txt"))
+    ap.add_argument("--plot", default=os.path.join(ROOT, f"docs/images/{name}.png"))
+    ap.add_argument("--plot-only", action="store_true")
+
+
+def run_queue(todo, jobs, submit, collect, cache, describe):
+    """Keeps `jobs` jobs in flight: `submit(work)` -> {"obj": job object, ...}, `collect(that)`
+    -> the record added to `cache` once the job's State is final. Saves the cache every 15 s
+    with a progress line; returns (seconds, jobs done)."""
+    started, done = time.time(), 0
+    queue, flying = list(todo), []
+    while queue or flying:
+        while queue and len(flying) < jobs:
+            flying.append(submit(queue.pop(0)))
+        time.sleep(0.02)
+        still = []
+        for j in flying:
+            st = dbus.Interface(j["obj"], "org.freedesktop.DBus.Properties").Get("io.assay.Job1", "State")
+            if st in ("queued", "running"):
+                still.append(j)
+                continue
+            rec = collect(j)
+            cache.add(rec)
+            done += 1
+            if rec["state"] != "done":
+                print(f"  job {describe(rec)}: {rec['state']} {rec.get('error')}", file=sys.stderr)
+        flying = still
+        if time.time() - cache.saved > 15:
+            cache.save()
+            el = time.time() - started
+            print(f"  {done}/{len(todo)} jobs, {el:.0f} s, about {el / max(1, done) * (len(todo) - done):.0f} s left",
+                  file=sys.stderr)
+    return time.time() - started, done
 
 
 def run_jobs(args, todo, cache, verifier_sets):
@@ -263,31 +322,13 @@ def run_jobs(args, todo, cache, verifier_sets):
                 rec["judge_score"] = rec["checker_score"] = None
             return rec
 
-        queue = list(todo)
-        flying = []
-        while queue or flying:
-            while queue and len(flying) < args.jobs:
-                flying.append(submit(queue.pop(0)))
-            time.sleep(0.02)
-            still = []
-            for j in flying:
-                st = dbus.Interface(j["obj"], "org.freedesktop.DBus.Properties").Get("io.assay.Job1", "State")
-                if st in ("queued", "running"):
-                    still.append(j)
-                    continue
-                rec = collect(j)
-                rec["run"] = len(cache.meta.get("runs", []))  # its entry in meta.runs
-                cache.jobs[key_of(rec["setting"], rec["label"], rec["budget"], rec["prompt"], rec["seed"])] = rec
-                done_count += 1
-                if rec["state"] != "done":
-                    print(f"  job {rec['label']}@{rec['budget']} ({rec['setting']}) on {rec['prompt']!r}: "
-                          f"{rec['state']} {rec.get('error')}", file=sys.stderr)
-            flying = still
-            if time.time() - cache.saved > 15:
-                cache.save()
-                el = time.time() - started
-                print(f"  {done_count}/{len(todo)} jobs, {el:.0f} s, about {el / max(1, done_count) * (len(todo) - done_count):.0f} s left",
-                      file=sys.stderr)
+        def collect_run(j):
+            rec = collect(j)
+            rec["run"] = len(cache.meta.get("runs", []))  # its entry in meta.runs
+            return rec
+
+        elapsed, done_count = run_queue(todo, args.jobs, submit, collect_run, cache,
+                                        lambda r: f"{r['label']}@{r['budget']} ({r['setting']}) on {r['prompt']!r}")
     finally:
         cache.save()
         daemon.terminate()

@@ -11,6 +11,8 @@ selects, beside the selector's own claim):
   cofusion-turbo+vr  the same with visual reflection (reflector shapes-reflector)
   cofusion-dbcache   cofusion, fast path the dbcache sampler plugin on the base model
   cofusion-dbcache+vr
+  at equal NFE       cofusion-turbo and cofusion-turbo+vr given best-of-n's NFEs at each n as
+                     budget_nfe and no n: the strategy sizes n to the budget (Ma et al.'s axis)
   k sweep            cofusion-turbo at n = 8 with k = 4, 6, 8, 10 (--k-sweep), to choose k
 
 and DBCache alone (--dbcache-seeds seeds per prompt): `single` with the dbcache sampler
@@ -39,7 +41,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 try:
     import dbus
@@ -56,6 +57,10 @@ import search_bench as sb  # noqa: E402  (start_daemon, statistics)
 ROOT = sb.ROOT
 CATEGORIES = sb.CATEGORIES
 CONFIGS = ["best-of-n", "cofusion-turbo", "cofusion-turbo+vr", "cofusion-dbcache", "cofusion-dbcache+vr"]
+# Sized by the strategy to best-of-n's NFEs at the same n (config name + EQUAL).
+EQUAL = "@nfe"
+EQUAL_CONFIGS = ["cofusion-turbo" + EQUAL, "cofusion-turbo+vr" + EQUAL]
+BASE_NFE = 40  # one best-of-n candidate: 20 guided steps
 
 
 def job_options(config, n, k, seed, selector):
@@ -69,7 +74,12 @@ def job_options(config, n, k, seed, selector):
         o["strategy"] = "best-of-n"
         o["strategy_options"] = dbus.Dictionary({"n": dbus.UInt32(n)}, signature="sv")
         return o
-    so = {"n": dbus.UInt32(n)}
+    if config.endswith(EQUAL):
+        config = config[:-len(EQUAL)]
+        o["budget_nfe"] = dbus.UInt32(BASE_NFE * n)
+        so = {}
+    else:
+        so = {"n": dbus.UInt32(n)}
     if k is not None:
         so["k"] = dbus.UInt32(k)
     o["strategy"] = "cofusion"
@@ -99,7 +109,7 @@ def work_list(args, prompts):
                 out.append((config, 1, None, line, cat, prompt, seed))
     for n in args.ns:
         for line, cat, prompt in prompts:
-            for config in CONFIGS:
+            for config in CONFIGS + EQUAL_CONFIGS:
                 out.append((config, n, None, line, cat, prompt, args.seed_base + line))
     for k in args.k_sweep:
         for line, cat, prompt in prompts:
@@ -107,36 +117,14 @@ def work_list(args, prompts):
     return out
 
 
-class Cache(sb.Cache):
-    def __init__(self, path):
-        self.path = path
-        self.jobs = {}
-        self.meta = {"runs": []}
-        if os.path.exists(path):
-            with open(path) as f:
-                data = json.load(f)
-            self.meta = data.get("meta", self.meta)
-            for j in data.get("jobs", []):
-                self.jobs[key_of(j["config"], j["n"], j["k"], j["line"], j["seed"])] = j
-        self.saved = time.time()
-
-    def save(self):
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        tmp = self.path + ".tmp"
-        jobs = sorted(self.jobs.values(), key=lambda j: (j["config"], j["n"], j["k"] or 0, j["line"], j["seed"]))
-        with open(tmp, "w") as f:
-            f.write('{"meta": ' + json.dumps(self.meta, indent=1) + ',\n"jobs": [\n')
-            f.write(",\n".join(json.dumps(j, sort_keys=True) for j in jobs))
-            f.write("\n]}\n")
-        os.replace(tmp, self.path)
-        self.saved = time.time()
+def open_cache(path):
+    return sb.Cache(path, key=lambda j: key_of(j["config"], j["n"], j["k"], j["line"], j["seed"]),
+                    order=lambda j: (j["config"], j["n"], j["k"] or 0, j["line"], j["seed"]))
 
 
 def run_jobs(args, todo, cache):
     state = tempfile.mkdtemp(prefix="assay-sf2-")
     bus, daemon, conn = sb.start_daemon(args.assayd, args.plugins, state, args.jobs)
-    started = time.time()
-    done = 0
     try:
         manager = dbus.Interface(conn.get_object("io.assay.Assay1", "/io/assay/Assay1"), "io.assay.Manager1")
         loaded = {str(p["id"]) for p in manager.ListPlugins() if p["state"] == "loaded"}
@@ -177,28 +165,8 @@ def run_jobs(args, todo, cache):
                 rec["selector_pass"] = bool(json.loads(r["details"][args.selector])["pass"])
             return rec
 
-        queue, flying = list(todo), []
-        while queue or flying:
-            while queue and len(flying) < args.jobs:
-                flying.append(submit(queue.pop(0)))
-            time.sleep(0.02)
-            still = []
-            for j in flying:
-                st = dbus.Interface(j["obj"], "org.freedesktop.DBus.Properties").Get("io.assay.Job1", "State")
-                if st in ("queued", "running"):
-                    still.append(j)
-                    continue
-                rec = collect(j)
-                cache.jobs[key_of(rec["config"], rec["n"], rec["k"], rec["line"], rec["seed"])] = rec
-                done += 1
-                if rec["state"] != "done":
-                    print(f"  {rec['config']} n={rec['n']} on {rec['prompt']!r}: {rec['state']} {rec['error']}", file=sys.stderr)
-            flying = still
-            if time.time() - cache.saved > 15:
-                cache.save()
-                el = time.time() - started
-                print(f"  {done}/{len(todo)} jobs, {el:.0f} s, about {el / max(1, done) * (len(todo) - done):.0f} s left",
-                      file=sys.stderr)
+        sb.run_queue(todo, args.jobs, submit, collect, cache, lambda r: f"{r['config']} n={r['n']} on {r['prompt']!r}")
+        cache.save()
     finally:
         cache.save()
         daemon.terminate()
@@ -206,7 +174,6 @@ def run_jobs(args, todo, cache):
         bus.terminate()
         bus.wait()
         shutil.rmtree(state, ignore_errors=True)
-    return done
 
 
 def mean(xs):
@@ -252,6 +219,28 @@ def report(args, work, cache):
             out.append(f"| {config} | {n} | {recs[0]['strategy_options'].get('k', '-') if recs[0].get('strategy_options') else '-'} | "
                        f"{cats} | {ov:.3f} | {claim:.3f} | {nfe:.0f} | {ms:.0f} | {nfe / bnfe:.2f} | {ms / btime:.2f} | {diff} |")
             summary.append((config, n, ov, ms, nfe))
+    eq = [(n, c) for n in args.ns for c in EQUAL_CONFIGS if cells.get((c, n, None))]
+    if eq:
+        out.append("")
+        out.append(f"At equal NFE: cofusion given best-of-n's NFEs ({BASE_NFE} × n) as budget_nfe sizes its own n")
+        out.append("")
+        out.append("| config | budget NFE | sized n | " + " | ".join(CATEGORIES) +
+                   " | overall (judge) | claim | NFE | run ms | time ratio | judge − best-of-n [95% CI] |")
+        out.append("|" + "---|" * (len(CATEGORIES) + 10))
+        for n, config in eq:
+            recs = cells[(config, n, None)]
+            base = cells.get(("best-of-n", n, None), [])
+            btime = mean([r.get("run_ms") for r in base])
+            bpass = {r["line"]: (r["category"], r["judge_pass"]) for r in base}
+            t = sb.by_category(recs)
+            sizes = sorted({(r.get("strategy_options") or {}).get("n") for r in recs} - {None})
+            ms = mean([r.get("run_ms") for r in recs])
+            d, lo, hi = sb.paired_diff({r["line"]: (r["category"], r["judge_pass"]) for r in recs}, bpass, args.bootstrap)
+            out.append(f"| {config} | {BASE_NFE * n} | {'/'.join(str(x) for x in sizes) or '-'} | "
+                       + " | ".join(f"{sum(t[c]) / len(t[c]):.3f}" if c in t else "-" for c in CATEGORIES)
+                       + f" | {sb.overall(t):.3f} | {sb.overall(sb.by_category(recs, 'selector_pass')):.3f} | "
+                       f"{mean([r['nfe_used'] for r in recs]):.0f} | {ms:.0f} | {ms / btime:.2f} | "
+                       f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {sb.verdict(lo, hi)} |")
     if args.k_sweep:
         out.append("")
         out.append("k sweep: cofusion-turbo at n = 8 (the base model's steps before the sketches, of 20)")
@@ -317,28 +306,18 @@ def plot(args, summary, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--assayd", default=sb.default_assayd())
-    ap.add_argument("--plugins", default=os.path.join(ROOT, "build/plugins"))
-    ap.add_argument("--prompts", default=os.path.join(ROOT, "tools/shapes/benchmark_prompts.txt"))
-    ap.add_argument("--per-category", type=int, default=8)
+    sb.add_common_args(ap, "sf2")
+    ap.add_argument("--per-category", type=int, default=15)
     ap.add_argument("--ns", default="4,8,16")
     ap.add_argument("--k-sweep", default="4,6,8,10")
     ap.add_argument("--dbcache-seeds", type=int, default=2)
     ap.add_argument("--seed-base", type=int, default=5000)
-    ap.add_argument("--selector", default="shapes-checker")
-    ap.add_argument("--judge", default="shapes-judge")
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--bootstrap", type=int, default=2000)
-    ap.add_argument("--cache", default=os.path.join(ROOT, "docs/sf2-bench.json"))
-    ap.add_argument("--out-txt", default=os.path.join(ROOT, "docs/sf2-bench.txt"))
-    ap.add_argument("--plot", default=os.path.join(ROOT, "docs/images/sf2.png"))
-    ap.add_argument("--plot-only", action="store_true")
     args = ap.parse_args()
     args.ns = [int(x) for x in args.ns.split(",") if x]
     args.k_sweep = [int(x) for x in args.k_sweep.split(",") if x]
     prompts = sb.load_prompts(args.prompts, args.per_category)
     work = work_list(args, prompts)
-    cache = Cache(args.cache)
+    cache = open_cache(args.cache)
     if not args.plot_only:
         todo = [w for w in work if key_of(w[0], w[1], w[2], w[3], w[6]) not in cache.jobs]
         print(f"{len(work)} jobs, {len(todo)} to run", file=sys.stderr)

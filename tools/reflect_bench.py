@@ -1,0 +1,226 @@
+#!/usr/bin/python3
+"""ReflectionFlow Fig. 4 analogue on the embedded shapes model, through the daemon over D-Bus:
+pass rate against the number of generated images and against NFE, for the three levels of the
+`reflect` strategy, judged by the independent `shapes-judge` (which never selects).
+
+Every job is one chain (n = 1, branches = 1, per_branch = 1): an image, then `rounds` rounds
+of verify, reflect, correct, so a job makes 1 + rounds images:
+
+  noise                     fresh noise each round, the prompt as it is (best-of-(1 + rounds))
+  noise+prompt              fresh noise with the reflector's revised and negative prompts
+  noise+prompt+reflection   the flawed image re-noised to t = strength and regenerated with
+                            them (the training-free corrector; fewer NFEs an image)
+
+Selection is by the exact checker `shapes-checker`, which the reflector also reads; the judge
+is another model, so what a search gains by fooling the checker does not count. Hard prompts:
+those whose first image (the job seed's single sample, identical in every level) fails the
+judge.
+
+Resumable: finished jobs are cached in --cache (docs/reflect-bench.json); --plot-only
+re-renders. Writes --out-txt (docs/reflect-bench.txt) and --plot (docs/images/reflect.png).
+
+Usage: tools/reflect_bench.py [--assayd PATH] [--per-category K] [--images 2,4,8,16]
+"""
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+
+try:
+    import dbus
+except ImportError:  # a python3 earlier on PATH without python3-dbus: use Debian's
+    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:])
+    if "--plot-only" not in sys.argv:
+        raise SystemExit("python3-dbus is missing: apt-get install python3-dbus")
+    dbus = None
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import search_bench as sb  # noqa: E402  (start_daemon, statistics)
+
+ROOT = sb.ROOT
+CATEGORIES = sb.CATEGORIES
+LEVELS = ["noise", "noise+prompt", "noise+prompt+reflection"]
+
+
+def job_options(level, images, seed, args):
+    so = {"n": dbus.UInt32(1), "rounds": dbus.UInt32(images - 1), "branches": dbus.UInt32(1),
+          "per_branch": dbus.UInt32(1), "levels": level, "strength": dbus.Double(args.strength)}
+    o = {"seed": dbus.UInt64(seed), "model": "shapes", "strategy": "reflect",
+         "verifiers": dbus.Array([args.selector], signature="s"),
+         "strategy_options": dbus.Dictionary(so, signature="sv")}
+    if level != "noise":
+        o["reflector"] = "shapes-reflector"
+    return o
+
+
+def key_of(level, images, line, seed):
+    return f"{level}|{images}|{line}|{seed}"
+
+
+def open_cache(path):
+    return sb.Cache(path, key=lambda j: key_of(j["level"], j["images"], j["line"], j["seed"]),
+                    order=lambda j: (j["level"], j["images"], j["line"], j["seed"]))
+
+
+def run_jobs(args, todo, cache):
+    state = tempfile.mkdtemp(prefix="assay-reflect-")
+    bus, daemon, conn = sb.start_daemon(args.assayd, args.plugins, state, args.jobs)
+    try:
+        manager = dbus.Interface(conn.get_object("io.assay.Assay1", "/io/assay/Assay1"), "io.assay.Manager1")
+        loaded = {str(p["id"]) for p in manager.ListPlugins() if p["state"] == "loaded"}
+        need = {args.judge, args.selector, "shapes", "shapes-reflector"}
+        if need - loaded:
+            raise SystemExit(f"not loaded: {', '.join(sorted(need - loaded))} (build the plugins: make -C Plugins)")
+
+        def submit(w):
+            level, images, line, cat, prompt, seed = w
+            path = manager.Submit(prompt, dbus.Dictionary(job_options(level, images, seed, args), signature="sv"))
+            return {"w": w, "obj": conn.get_object("io.assay.Assay1", path)}
+
+        def collect(j):
+            level, images, line, cat, prompt, seed = j["w"]
+            obj = j["obj"]
+            p = {str(a): sb.plain(b) for a, b in dbus.Interface(obj, "org.freedesktop.DBus.Properties").GetAll("io.assay.Job1").items()}
+            rec = {"level": level, "images": images, "line": line, "category": cat, "prompt": prompt, "seed": seed,
+                   "state": p.get("State"), "stop_reason": p.get("StopReason"), "nfe_used": p.get("NfeUsed"),
+                   "reflector_calls": p.get("ReflectorCalls"), "candidates": p.get("Candidates"), "error": p.get("Error") or None}
+            m = json.loads(sb.read_fd(dbus.Interface(obj, "io.assay.Job1").OpenManifest()))
+            rec["run_ms"] = round(m["timings"]["run_ms"], 1)
+            # Which round the result came from (0 = the first image).
+            order = [c["node"] for c in sorted(m.get("candidates", []), key=lambda c: c["index"])]
+            rec["result_round"] = order.index(m["result_node"]) if m.get("result_node") in order else None
+            rec["judge_pass"] = rec["selector_pass"] = rec["first_judge_pass"] = False
+            if rec["state"] == "done":
+                fd = dbus.Interface(obj, "io.assay.Job1").OpenResult()
+                r = sb.plain(manager.Score(prompt, [fd], dbus.Array([args.judge, args.selector], signature="s"),
+                                           dbus.Dictionary({}, signature="sv"))[0])
+                rec["judge_pass"] = bool(json.loads(r["details"][args.judge])["pass"])
+                rec["selector_pass"] = bool(json.loads(r["details"][args.selector])["pass"])
+            return rec
+
+        sb.run_queue(todo, args.jobs, submit, collect, cache, lambda r: f"{r['level']} x{r['images']} on {r['prompt']!r}")
+        cache.save()
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        bus.terminate()
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def report(args, work, cache):
+    cells = {}
+    for level, images, line, cat, prompt, seed in work:
+        r = cache.jobs.get(key_of(level, images, line, seed))
+        if r:
+            cells.setdefault((level, images), []).append(r)
+    # Hard prompts: the first image fails the judge. The first image is the same in every level
+    # and image count (one seed): a 1-image noise job is exactly it.
+    first = {r["line"]: r["judge_pass"] for r in cells.get(("noise", 1), [])}
+    hard = {ln for ln, ok in first.items() if not ok}
+    out = [f"ReflectionFlow analogue on the shapes model: {len({w[2] for w in work})} prompts, one chain per job, "
+           f"selection by {args.selector} (the reflector reads it too), judged by {args.judge} (never selects); "
+           f"reflection level re-noises to t = {args.strength}", "",
+           f"hard prompts (the first image fails the judge): {len(hard)}", ""]
+    head = ("| level | images | " + " | ".join(CATEGORIES) + " | overall (judge) | claim | hard (judge) | NFE | run ms |"
+            " reflector calls | result from a later round | judge − noise [95% CI] |")
+    out += [head, "|" + "---|" * (head.count("|") - 1)]
+    summary = []
+    for images in args.images:
+        noise = {r["line"]: (r["category"], r["judge_pass"]) for r in cells.get(("noise", images), [])}
+        for level in LEVELS:
+            recs = cells.get((level, images), [])
+            if not recs:
+                continue
+            t = sb.by_category(recs)
+            ov = sb.overall(t)
+            claim = sb.overall(sb.by_category(recs, "selector_pass"))
+            hard_recs = [r for r in recs if r["line"] in hard]
+            hard_rate = sum(r["judge_pass"] for r in hard_recs) / len(hard_recs) if hard_recs else float("nan")
+            later = mean([1.0 if (r.get("result_round") or 0) > 0 else 0.0 for r in recs])
+            if level == "noise":
+                diff = "—"
+            else:
+                d, lo, hi = sb.paired_diff({r["line"]: (r["category"], r["judge_pass"]) for r in recs}, noise, args.bootstrap)
+                diff = f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {sb.verdict(lo, hi)}"
+            nfe = mean([r["nfe_used"] for r in recs])
+            out.append(f"| {level} | {images} | " + " | ".join(f"{sum(t[c]) / len(t[c]):.3f}" if c in t else "-" for c in CATEGORIES)
+                       + f" | {ov:.3f} | {claim:.3f} | {hard_rate:.3f} | {nfe:.0f} | {mean([r.get('run_ms') for r in recs]):.0f} | "
+                       f"{mean([r.get('reflector_calls') for r in recs]):.1f} | {later:.2f} | {diff} |")
+            summary.append((level, images, ov, hard_rate, nfe))
+    return out, summary
+
+
+def plot(args, summary, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no matplotlib: no plot", file=sys.stderr)
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    colours = {"noise": "C0", "noise+prompt": "C1", "noise+prompt+reflection": "C3"}
+    for ax, xkey, xlabel in ((axes[0], 1, "images generated per job"), (axes[1], 4, "mean NFEs per job")):
+        for level in LEVELS:
+            pts = sorted((p[xkey], p[2], p[3]) for p in summary if p[0] == level)
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colours[level], label=f"{level} (all)")
+            ax.plot([p[0] for p in pts], [p[2] for p in pts], marker="s", linestyle=":", color=colours[level], label=f"{level} (hard)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"pass rate (judged by {args.judge})")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("reflect on the shapes model: noise, prompt and reflection levels (selection by the checker)", fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"plot: {path}", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sb.add_common_args(ap, "reflect")
+    ap.add_argument("--per-category", type=int, default=15)
+    ap.add_argument("--images", default="1,2,4,8,16")
+    ap.add_argument("--strength", type=float, default=0.7)
+    ap.add_argument("--seed-base", type=int, default=7000)
+    args = ap.parse_args()
+    args.images = [int(x) for x in args.images.split(",") if x]
+    if 1 not in args.images:
+        args.images = [1] + args.images  # the first image alone defines the hard prompts
+    prompts = sb.load_prompts(args.prompts, args.per_category)
+    work = []
+    for images in args.images:
+        for line, cat, prompt in prompts:
+            for level in (LEVELS if images > 1 else ["noise"]):
+                work.append((level, images, line, cat, prompt, args.seed_base + line))
+    cache = open_cache(args.cache)
+    if not args.plot_only:
+        todo = [w for w in work if key_of(w[0], w[1], w[2], w[5]) not in cache.jobs]
+        print(f"{len(work)} jobs, {len(todo)} to run", file=sys.stderr)
+        if todo:
+            cache.meta.setdefault("runs", []).append({"date": datetime.datetime.now().isoformat(timespec="seconds"),
+                                                      "assayd": sb.identify(args.assayd), "argv": sys.argv[1:]})
+            run_jobs(args, todo, cache)
+    lines, summary = report(args, work, cache)
+    lines += ["", "command: tools/reflect_bench.py " + " ".join(sys.argv[1:]),
+              "date: " + datetime.datetime.now().isoformat(timespec="seconds")]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out_txt)), exist_ok=True)
+    with open(args.out_txt, "w") as f:
+        f.write(text)
+    plot(args, summary, args.plot)
+
+
+if __name__ == "__main__":
+    main()
