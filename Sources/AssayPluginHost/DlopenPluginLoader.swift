@@ -23,14 +23,16 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
     }
 
     public func load(path: String, bytes: [UInt8], generation: UInt64) throws -> LoadedFile {
-        try PluginThread.sync { try loadOnManagementThread(path: path, bytes: bytes, generation: generation) }
+        let base = path.split(separator: "/").last.map(String.init) ?? "plugin.so"
+        let thread = PluginThread(label: "io.assay.plugin.\(generation)-\(base)")
+        return try thread.sync { try loadOnManagementThread(path: path, bytes: bytes, generation: generation, thread: thread) }
     }
 
     private func refuse(_ path: String, _ reason: String) -> PluginLoadError {
         PluginLoadError(path: path, reason: reason)
     }
 
-    private func loadOnManagementThread(path: String, bytes: [UInt8], generation: UInt64) throws -> LoadedFile {
+    private func loadOnManagementThread(path: String, bytes: [UInt8], generation: UInt64, thread: PluginThread) throws -> LoadedFile {
         if let problem = ELFCheck.problem(bytes) { throw refuse(path, problem) }
         let sha = SHA256.hex(bytes)
         let base = path.split(separator: "/").last.map(String.init) ?? "plugin.so"
@@ -76,7 +78,7 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
         guard n <= 256 else { throw refuse(path, "the factory claims \(n) plugins; at most 256 are accepted") }
 
         let library = PluginLibrary(path: path, privatePath: privatePath, sha256: sha, generation: generation,
-                                    handle: handle, entry: entry)
+                                    handle: handle, entry: entry, thread: thread)
         keepHandle = true
         initialised = false
         var instances: [PluginInstance] = []
@@ -115,11 +117,11 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
         guard desc.pointee.version != nil, desc.pointee.name != nil, desc.pointee.description != nil else {
             return fail(id, kind, version, "descriptor must set name, version and description (\"\" is fine)")
         }
-        HostServices.instanceError = nil
+        library.thread.instanceError = nil
         let host = HostStruct(pluginID: id)
         guard let plugin = create(factory, host.pointer, idPtr) else {
             host.free()
-            return fail(id, kind, version, "create_plugin returned NULL" + (HostServices.instanceError.map { ": " + $0 } ?? ""))
+            return fail(id, kind, version, "create_plugin returned NULL" + (library.thread.instanceError.map { ": " + $0 } ?? ""))
         }
         guard let pluginInit = plugin.pointee.`init`, plugin.pointee.destroy != nil,
               let getExtension = plugin.pointee.get_extension else {
@@ -127,10 +129,10 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
             // which it may still hold.
             return fail(id, kind, version, "malformed plugin struct: init, destroy and get_extension must all be set (instance leaked)")
         }
-        HostServices.instanceError = nil
+        library.thread.instanceError = nil
         let result = withCOptions(instanceOptions(id)) { pluginInit(plugin, $0) }
         if result != ASSAY_OK {
-            let why = HostServices.instanceError ?? "returned \(PluginCallError.codeName(result))"
+            let why = library.thread.instanceError ?? "returned \(PluginCallError.codeName(result))"
             plugin.pointee.destroy?(plugin)
             host.free()
             return fail(id, kind, version, "init failed: \(why)")

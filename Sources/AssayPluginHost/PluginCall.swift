@@ -70,9 +70,6 @@ public enum HostServices {
     /// Where plugin log lines go. Set once at start-up.
     nonisolated(unsafe) public static var logger = Logger(label: "io.assay.plugin")
 
-    /// The reason reported with a NULL call by a [main-thread] function (instance init).
-    /// Only touched on the plugin-management thread.
-    nonisolated(unsafe) static var instanceError: String?
 
     /// A host struct of the plugin instance `pluginID`'s own: one per instance, so that a
     /// plugin that writes over the struct it was lent (a bug, or worse) breaks only itself,
@@ -109,8 +106,8 @@ public enum HostServices {
                 let text = String(cString: message)
                 if let data = call?.pointee.host_data {
                     Unmanaged<PluginCallContext>.fromOpaque(data).takeUnretainedValue().lastError = text
-                } else if PluginThread.isCurrent {
-                    HostServices.instanceError = text
+                } else if let thread = PluginThread.current {
+                    thread.instanceError = text
                 } else {
                     HostServices.logger.error("plugin reported an error outside any call: \(text)")
                 }

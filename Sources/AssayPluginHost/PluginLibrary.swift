@@ -7,7 +7,7 @@ import Logging
 /// Reference-counted by Swift: every `PluginInstance` holds its library, and a job holds
 /// the instances it started with. When the registry swaps in a new generation, the old one
 /// lives on until its last job finishes; then `deinit` calls the entry's `deinit` and
-/// `dlclose` on the plugin-management thread, and the mapping disappears.
+/// `dlclose` on its management thread, and the mapping disappears.
 public final class PluginLibrary: @unchecked Sendable {
     /// The path the user installed.
     public let path: String
@@ -18,9 +18,12 @@ public final class PluginLibrary: @unchecked Sendable {
     public let abiVersion: String
     let handle: UnsafeMutableRawPointer
     let entry: UnsafePointer<assay_plugin_entry_t>
+    /// Where this library's `[main-thread]` functions run.
+    let thread: PluginThread
 
     init(path: String, privatePath: String, sha256: String, generation: UInt64,
-         handle: UnsafeMutableRawPointer, entry: UnsafePointer<assay_plugin_entry_t>) {
+         handle: UnsafeMutableRawPointer, entry: UnsafePointer<assay_plugin_entry_t>, thread: PluginThread) {
+        self.thread = thread
         self.path = path
         self.privatePath = privatePath
         self.sha256 = sha256
@@ -35,7 +38,7 @@ public final class PluginLibrary: @unchecked Sendable {
         let handle = UInt(bitPattern: handle)
         let entry = UInt(bitPattern: entry)
         let name = privatePath
-        PluginThread.async {
+        thread.async {
             let e = UnsafePointer<assay_plugin_entry_t>(bitPattern: entry)!
             e.pointee.deinit?()
             dlclose(UnsafeMutableRawPointer(bitPattern: handle)!)
@@ -76,7 +79,7 @@ public final class PluginInstance: @unchecked Sendable {
         let p = UInt(bitPattern: plugin)
         let lib = library // keep the code mapped until destroy has run
         let host = self.host
-        PluginThread.async {
+        library.thread.async {
             let plugin = UnsafePointer<assay_plugin_t>(bitPattern: p)!
             plugin.pointee.destroy?(plugin)
             host.free()

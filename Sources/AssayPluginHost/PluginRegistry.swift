@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Logging
 
@@ -47,7 +48,29 @@ public final class PluginRegistry: @unchecked Sendable {
         var refusedPlugins: [PluginRefusal] = []
     }
     private let state = Locked<[String: FileState]>([:])
-    private let reloadSerial = Locked<UInt64>(0) // serialises loads; holds the generation counter
+    /// Loads of one file are serialised (its lock); loads of different files run at once,
+    /// each library on its own management thread, so a slow `init` delays only its file.
+    private let pathLocks = Locked<[String: PathLock]>([:])
+    private let generations = Locked<UInt64>(0)
+
+    private final class PathLock: @unchecked Sendable {
+        private var mutex = pthread_mutex_t()
+        init() { pthread_mutex_init(&mutex, nil) }
+        func withLock<T>(_ body: () throws -> T) rethrows -> T {
+            pthread_mutex_lock(&mutex)
+            defer { pthread_mutex_unlock(&mutex) }
+            return try body()
+        }
+    }
+
+    private func lock(for path: String) -> PathLock {
+        pathLocks.withLock { locks in
+            if let l = locks[path] { return l }
+            let l = PathLock()
+            locks[path] = l
+            return l
+        }
+    }
 
     public init(directories: [String], loader: PluginLoader, filePolicy: PluginFilePolicy = PluginFilePolicy(),
                 logger: Logger = Logger(label: "io.assay.plugins"),
@@ -101,8 +124,12 @@ public final class PluginRegistry: @unchecked Sendable {
         }
     }
 
-    /// Loads new files, reloads changed ones and drops deleted ones in every directory.
-    public func scanAll() {
+    /// Loads new files, reloads changed ones and drops deleted ones in every directory, the
+    /// files at the same time. Returns when all are done, or after `wait` seconds with the
+    /// slow ones still loading (they are swapped in when they finish, with a `.changed`
+    /// event): returns false then.
+    @discardableResult
+    public func scanAll(wait: Double = .infinity) -> Bool {
         var present: Set<String> = []
         for dir in directories {
             for name in FileIO.listFiles(dir) where name.hasSuffix(".so") {
@@ -111,7 +138,21 @@ public final class PluginRegistry: @unchecked Sendable {
         }
         let known = Set(state.withLock { Array($0.keys) })
         for path in known.subtracting(present).sorted() { remove(path: path) }
-        for path in present.sorted() { reload(path: path) }
+        let group = DispatchGroup()
+        let pending = Locked<Set<String>>(present)
+        for path in present.sorted() {
+            DispatchQueue.global().async(group: group) {
+                self.reload(path: path)
+                pending.withLock { _ = $0.remove(path) }
+            }
+        }
+        let timeout: DispatchTime = wait.isFinite ? .now() + max(0, wait) : .distantFuture
+        if group.wait(timeout: timeout) == .timedOut {
+            logger.warning("plugin files still loading; going on without them until they are ready",
+                           metadata: ["files": "\(pending.current.sorted().joined(separator: ","))", "waited_s": "\(wait)"])
+            return false
+        }
+        return true
     }
 
     /// Switches to another set of directories: files outside them are dropped (running jobs
@@ -122,7 +163,7 @@ public final class PluginRegistry: @unchecked Sendable {
     }
 
     private func remove(path: String) {
-        reloadSerial.withLock { _ in
+        lock(for: path).withLock {
             if state.withLock({ $0.removeValue(forKey: path) }) != nil {
                 logger.info("plugin file dropped", metadata: ["path": "\(path)"])
                 onEvent(.changed)
@@ -134,7 +175,7 @@ public final class PluginRegistry: @unchecked Sendable {
     /// Returns the seconds spent loading and swapping (0 when nothing changed).
     @discardableResult
     public func reload(path: String) -> Double {
-        reloadSerial.withLock { generation -> Double in
+        lock(for: path).withLock { () -> Double in
             guard FileIO.exists(path) else {
                 let removed = state.withLock { $0.removeValue(forKey: path) }
                 if removed != nil {
@@ -162,7 +203,10 @@ public final class PluginRegistry: @unchecked Sendable {
                 return 0
             }
             let start = DispatchTimeClock.now()
-            generation += 1
+            let generation = generations.withLock { g -> UInt64 in
+                g += 1
+                return g
+            }
             let loaded: LoadedFile
             do {
                 loaded = try loader.load(path: path, bytes: bytes, generation: generation)
@@ -174,13 +218,15 @@ public final class PluginRegistry: @unchecked Sendable {
                 return DispatchTimeClock.seconds(since: start)
             }
             var refused = loaded.refused
+            // Checked and swapped in under one lock: two files loading at once cannot both
+            // take an id.
             let accepted: [PluginInstance] = state.withLock { files in
                 var taken: [String: String] = [:]
                 for (other, file) in files where other != path {
                     for i in file.loaded?.instances ?? [] { taken[i.id] = other }
                 }
                 var seen: Set<String> = []
-                return loaded.instances.filter { i in
+                let ok = loaded.instances.filter { i in
                     if let owner = taken[i.id] {
                         refused.append(PluginRefusal(path: path, id: i.id, kind: i.kind, version: i.version,
                                                      reason: "id \(i.id) is already provided by \(owner)"))
@@ -193,6 +239,12 @@ public final class PluginRegistry: @unchecked Sendable {
                     }
                     return true
                 }
+                if !ok.isEmpty {
+                    let file = LoadedFile(path: path, sha256: loaded.sha256, generation: loaded.generation,
+                                          instances: ok, refused: refused)
+                    files[path] = FileState(loaded: file, failure: nil, refusedPlugins: refused)
+                }
+                return ok
             }
             if accepted.isEmpty {
                 let reason = refused.map(\.reason).joined(separator: "; ")
@@ -201,9 +253,6 @@ public final class PluginRegistry: @unchecked Sendable {
                                                         reason: reason.isEmpty ? "no usable plugin" : reason))
                 return DispatchTimeClock.seconds(since: start)
             }
-            let file = LoadedFile(path: path, sha256: loaded.sha256, generation: loaded.generation,
-                                  instances: accepted, refused: refused)
-            state.withLock { $0[path] = FileState(loaded: file, failure: nil, refusedPlugins: refused) }
             let elapsed = DispatchTimeClock.seconds(since: start)
             logger.info("plugin file loaded", metadata: [
                 "path": "\(path)", "generation": "\(generation)",

@@ -84,12 +84,15 @@ public final class AssayService: @unchecked Sendable {
 
     /// Loads plugins, starts workers and the watcher, takes the bus name, then serves
     /// until `stop`. The name comes last on purpose: a client that sees it owned (or that
-    /// D-Bus activation starts the daemon for) finds the plugins already loaded.
+    /// D-Bus activation starts the daemon for) finds the plugins already loaded, except a
+    /// file still loading after `pluginLoadWaitSeconds`.
     public func run() throws {
         // Watch before the first scan, so a file changed during the scan is not missed
         // (a duplicate event for an unchanged file is recognised by its hash).
         startWatcher(config.pluginDirectories)
-        registry.scanAll()
+        // A file whose init is slow does not hold the bus name (or the other files) back:
+        // after this wait it finishes loading in the background (PluginsChanged then).
+        registry.scanAll(wait: config.pluginLoadWaitSeconds)
         scheduler.start()
         restoreJobs()
         try loop.connection.requestName(config.busName)

@@ -32,6 +32,9 @@ public struct ServiceConfig: Sendable {
     public var retentionSeconds: Double = 600
     /// On SIGTERM, how long running jobs get to return from the plugin call they are in.
     public var stopTimeoutSeconds: Double = 5
+    /// At start-up, how long plugin files may take to load before the bus name is taken
+    /// without the slow ones (they join when ready).
+    public var pluginLoadWaitSeconds: Double = 5
     public var defaults = JobDefaults()
     public var clientIdentity: ClientIdentity = .connection
     /// Watch plugin directories for changes (hot reload).

@@ -49,6 +49,9 @@ struct AssayDaemon: ParsableCommand {
     @Option(help: "On SIGTERM, seconds running jobs get to leave the plugin call they are in; the daemon then exits anyway (interrupted jobs run again at the next start).")
     var stopTimeoutSeconds = 5.0
 
+    @Option(help: "At start-up, seconds plugin files may take to load (all at once, each library on its own thread) before the bus name is taken without the slow ones; they join when ready.")
+    var pluginLoadWaitSeconds = 5.0
+
     @Option(help: "How clients are told apart for queue caps: connection or uid (default: connection on the session bus, uid on the system bus).")
     var clientIdentity: String?
 
@@ -137,6 +140,7 @@ struct AssayDaemon: ParsableCommand {
         config.scoreLimits.readTimeoutMs = scoreReadTimeoutMs
         config.retentionSeconds = retentionSeconds
         config.stopTimeoutSeconds = stopTimeoutSeconds
+        config.pluginLoadWaitSeconds = pluginLoadWaitSeconds
         config.clientIdentity = clientIdentity.flatMap(ServiceConfig.ClientIdentity.init) ?? (system ? .uid : .connection)
         config.defaults = JobDefaults(models: defaultModels.split(separator: ",").map(String.init),
                                       verifiers: defaultVerifiers.split(separator: ",").map(String.init))

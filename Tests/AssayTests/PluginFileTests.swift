@@ -238,3 +238,37 @@ final class HostStructTests: XCTestCase {
         d.assertAlive()
     }
 }
+
+/// A plugin whose init is slow holds back neither the bus name nor other plugin files
+/// (issue 11, part 2): files load at once, each library on its own management thread.
+final class SlowInitTests: XCTestCase {
+    func testASlowInitHoldsBackNeitherTheBusNameNorOtherPlugins() throws {
+        let dir = TestEnvironment.temporaryDirectory("slow-init")
+        for (from, to) in [(TestEnvironment.fixturesDirectory + "/slow_init_verifier.so", "a-slow.so"),
+                           (TestEnvironment.pluginsDirectory + "/example-model.so", "model.so")] {
+            try Data(contentsOf: URL(fileURLWithPath: from)).write(to: URL(fileURLWithPath: dir + "/" + to))
+        }
+        let started = Date()
+        let d = try Daemon(pluginDirectories: [dir], arguments: ["--plugin-load-wait-seconds", "0.5",
+                                                                  "--plugin-option", "fixture-slow-init.delay_ms=4000"])
+        let tookName = Date().timeIntervalSince(started)
+        XCTAssertLessThan(tookName, 3.5, "the bus name waited for the slow init")
+        // The model (sorted after the slow file) loaded meanwhile and serves jobs at once.
+        let listing = (try? d.plugins()) ?? []
+        XCTAssertNotNil(try d.plugin("example-model"), "\(listing)")
+        XCTAssertNil(try d.plugin("fixture-slow-init"), "the slow plugin cannot be ready yet")
+        let job = try d.submit("a red disk", ["steps": .uint32(4)])
+        XCTAssertEqual(try d.waitFinished(job), "done")
+        // A file dropped in during the slow init loads without waiting for it.
+        let dropped = Date()
+        try Data(contentsOf: URL(fileURLWithPath: TestEnvironment.pluginsDirectory + "/example-verifier.so"))
+            .write(to: URL(fileURLWithPath: dir + "/.tmp"))
+        XCTAssertEqual(rename(dir + "/.tmp", dir + "/verifier.so"), 0)
+        try d.waitPlugins(timeout: 10) { $0.contains { $0["id"]?.stringValue == "example-colour" && $0["state"]?.stringValue == "loaded" } }
+        XCTAssertNil(try d.plugin("fixture-slow-init"), "the dropped-in file waited for the slow one")
+        XCTAssertLessThan(Date().timeIntervalSince(dropped), 2.5)
+        // The slow one joins when its init returns.
+        try d.waitPlugins(timeout: 15) { $0.contains { $0["id"]?.stringValue == "fixture-slow-init" && $0["state"]?.stringValue == "loaded" } }
+        XCTAssertTrue(d.log.contains("still loading"), d.log)
+    }
+}
