@@ -13,8 +13,11 @@ extern "C" {
 /* Conventions used in every header of this set.
  *
  * Threads (one tag per function):
- *   [main-thread]  called by the host's plugin-management thread only, never concurrently
- *                  with any other call on the same plugin instance.
+ *   [main-thread]  called by the library's plugin-management thread only, never
+ *                  concurrently with any other call on the same plugin instance. The host
+ *                  keeps one such thread per loaded library (one per generation of a file),
+ *                  so [main-thread] functions of one library never overlap each other, while
+ *                  another library's may run at the same time.
  *   [job-thread]   called from a job's worker thread. Different jobs run on different
  *                  threads at the same time, so the function must be reentrant for one
  *                  instance (no mutable per-instance state without a lock).
