@@ -164,7 +164,7 @@ public final class JobRunner: @unchecked Sendable {
                 bestScore: context.map { $0.bestScore }.flatMap { $0.isNaN ? nil : $0 },
                 result: resultPath.isEmpty ? nil : "result.png", resultSHA256: resultSHA, state: state.rawValue,
                 stopReason: stop.rawValue, error: failure, nfeUsed: meter.nfeUsed, verifierCalls: meter.verifierCalls,
-                reflectorCalls: meter.reflectorCalls, flopRatio: context?.flopRatio,
+                reflectorCalls: meter.reflectorCalls, flopRatio: context?.flopRatio, middleFlopRatio: context?.middleFlopRatio,
                 notes: context.flatMap { $0.notes.isEmpty ? nil : $0.notes },
                 timings: .init(queuedMs: Double(startNs - job.submittedNs) / 1e6,
                                runMs: Double(DispatchTimeClock.now() - startNs) / 1e6,

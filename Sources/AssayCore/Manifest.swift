@@ -80,6 +80,9 @@ public struct Manifest: Codable, Sendable {
     /// Model FLOPs run over FLOPs uncached (a caching sampler's saving); nil when the
     /// models report no FLOPs (ext/blocks.h).
     public var flopRatio: Double?
+    /// The same over the middle blocks alone (what a caching sampler can skip); nil when no
+    /// evaluation went through the blocks (no caching sampler ran).
+    public var middleFlopRatio: Double? = nil
     /// What the strategy changed from its plan and why (e.g. fewer sketches under a budget).
     public var notes: [String]?
     public var timings: Timings
@@ -90,7 +93,7 @@ public struct Manifest: Codable, Sendable {
         case assayVersion = "assay_version", abiVersion = "abi_version", jobID = "job_id"
         case bestIndex = "best_index", bestScore = "best_score", resultSHA256 = "result_sha256"
         case stopReason = "stop_reason", nfeUsed = "nfe_used", verifierCalls = "verifier_calls"
-        case reflectorCalls = "reflector_calls", flopRatio = "flop_ratio", notes
+        case reflectorCalls = "reflector_calls", flopRatio = "flop_ratio", middleFlopRatio = "middle_flop_ratio", notes
     }
 
     public func encoded() throws -> [UInt8] {

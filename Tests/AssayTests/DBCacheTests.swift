@@ -33,6 +33,7 @@ final class DBCacheTests: XCTestCase {
         XCTAssertEqual(cached.kit.candidates.map(\.latent), euler.kit.candidates.map(\.latent))
         XCTAssertEqual(cached.kit.meter.nfeUsed, euler.kit.meter.nfeUsed)
         XCTAssertEqual(try XCTUnwrap(cached.kit.flopRatio), 1, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(cached.kit.middleFlopRatio), 1, accuracy: 1e-12)
         XCTAssertTrue(cached.kit.nodes.filter { $0.op == .integrate }.allSatisfy { $0.sampler == "dbcache" })
     }
 
@@ -50,6 +51,10 @@ final class DBCacheTests: XCTestCase {
         let ratio = try XCTUnwrap(r.kit.flopRatio)
         XCTAssertLessThan(ratio, 0.95, "nothing was cached")
         XCTAssertGreaterThan(ratio, 0.2)
+        // The middle blocks (all a cache can skip) save more than the whole model does.
+        let middle = try XCTUnwrap(r.kit.middleFlopRatio)
+        XCTAssertLessThan(middle, ratio)
+        XCTAssertGreaterThan(middle, 0)
         XCTAssertEqual(r.kit.job.snapshot.flopRatio ?? 1, ratio, accuracy: 1e-12)
         XCTAssertNotEqual(r.kit.candidates.map(\.latent), euler.kit.candidates.map(\.latent))
         for c in r.kit.candidates {

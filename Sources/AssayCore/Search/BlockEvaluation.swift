@@ -56,6 +56,7 @@ final class BlockEvaluation {
         try d.meter.reserveNFE(rows)
         let i = blocks.info
         d.countFlops(run: Double(rows) * (i.prologueFlops + i.epilogueFlops), uncached: Double(rows) * i.fullFlops)
+        d.countMiddleFlops(run: 0, uncached: Double(rows) * max(0, i.fullFlops - i.prologueFlops - i.epilogueFlops))
         for r in 0..<rows {
             let c = conditions[r % batch]
             ts[r] = t
@@ -83,6 +84,7 @@ final class BlockEvaluation {
     func block(_ index: Int, hidden: UnsafeMutablePointer<Float>, context ctx: UnsafePointer<Float>) throws {
         let i = blocks.info
         denoiser.countFlops(run: Double(rows) * i.blockFlops, uncached: 0)
+        denoiser.countMiddleFlops(run: Double(rows) * i.blockFlops, uncached: 0)
         var row = 0
         while row < rows {
             let m = min(chunk, rows - row)
@@ -99,6 +101,7 @@ final class BlockEvaluation {
         let i = blocks.info, hs = i.hiddenSize, cz = i.contextSize, n = list.count
         guard n > 0 else { return }
         denoiser.countFlops(run: Double(n) * i.blockFlops, uncached: 0)
+        denoiser.countMiddleFlops(run: Double(n) * i.blockFlops, uncached: 0)
         if gatherH.count < n * hs { gatherH = [Float](repeating: 0, count: n * hs) }
         if gatherC.count < n * cz { gatherC = [Float](repeating: 0, count: n * cz) }
         try gatherH.withUnsafeMutableBufferPointer { hb in

@@ -32,9 +32,19 @@ public final class Denoiser: @unchecked Sendable {
     public private(set) var flopsRun: Double = 0
     public private(set) var flopsUncached: Double = 0
 
+    /// The same for the middle blocks alone (what a caching sampler can skip; the
+    /// prologue and epilogue always run): DBCache's saving as cache-dit states it.
+    public private(set) var middleFlopsRun: Double = 0
+    public private(set) var middleFlopsUncached: Double = 0
+
     func countFlops(run: Double, uncached: Double) {
         flopsRun += run
         flopsUncached += uncached
+    }
+
+    func countMiddleFlops(run: Double, uncached: Double) {
+        middleFlopsRun += run
+        middleFlopsUncached += uncached
     }
 
     public var info: ModelInfo { model.info }

@@ -684,6 +684,13 @@ public final class SearchToolkit: @unchecked Sendable {
         return all > 0 ? run / all : nil
     }
 
+    /// The same over the middle blocks only (nil when no evaluation went through blocks).
+    public var middleFlopRatio: Double? {
+        let run = denoisers.values.reduce(0) { $0 + $1.middleFlopsRun }
+        let all = denoisers.values.reduce(0) { $0 + $1.middleFlopsUncached }
+        return all > 0 ? run / all : nil
+    }
+
     // MARK: progress
 
     /// Publishes NFEs used and progress (the D-Bus layer rate-limits the signals).
