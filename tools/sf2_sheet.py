@@ -113,7 +113,7 @@ def render(manifest_path, out, judge_verdict=None, judge_name=None):
     chosen_roots = {root(f["id"]) for f in finals}
     result = nodes.get(m.get("result_node"))
 
-    cols = max(len(sketches), 4)
+    cols = max(len(sketches), 7)
     fig = plt.figure(figsize=(1.45 * cols, 1.9 + 2.6 * len(finals)))
     grid = fig.add_gridspec(1 + len(finals), cols, height_ratios=[1.0] + [1.45] * len(finals), hspace=0.55, wspace=0.15)
     green = "#1fbf4a"
