@@ -1,4 +1,5 @@
 import AssayCore
+import AssayDBus
 import AssayPluginHost
 import AssayStrategies
 import Foundation
@@ -93,5 +94,41 @@ final class DBCacheTests: XCTestCase {
         XCTAssertThrowsError(try k.run(StrategyTests.prompt, options("single", [:], [
             "sampler": .string("dbcache"), "sampler_options": .dictionary(["threshold": .double(-1)]),
         ]))) { XCTAssertTrue("\($0)".contains("threshold"), "\($0)") }
+    }
+}
+
+/// dbcache is a real sampler plugin, so hot reload applies to it: rebuilt on disk while a job
+/// runs, the next job gets the new generation and the running one finishes on the old.
+final class DBCacheReloadTests: XCTestCase {
+    func testARebuiltDBCacheServesTheNextJobWhileTheRunningOneFinishes() throws {
+        let built = TestEnvironment.buildPluginsDirectory
+        guard FileManager.default.fileExists(atPath: built + "/dbcache.so"),
+              FileManager.default.fileExists(atPath: built + "/shapes.so") else { throw XCTSkip("dbcache.so or shapes.so is not built") }
+        // Everything the build made but dbcache (links, so the weights sit beside shapes.so),
+        // and dbcache alone in a watched folder of its own.
+        let rest = TestEnvironment.temporaryDirectory("dbcache-rest"), own = TestEnvironment.temporaryDirectory("dbcache-own")
+        for name in try FileManager.default.contentsOfDirectory(atPath: built) where name != "dbcache.so" {
+            try FileManager.default.createSymbolicLink(atPath: rest + "/" + name, withDestinationPath: built + "/" + name)
+        }
+        let original = try Data(contentsOf: URL(fileURLWithPath: built + "/dbcache.so"))
+        try original.write(to: URL(fileURLWithPath: own + "/dbcache.so"))
+        let d = try Daemon(pluginDirectories: [rest, own], arguments: ["--default-models", "shapes", "--max-concurrent-jobs", "2"])
+        let before = try XCTUnwrap(try d.plugin("dbcache")?["generation"]?.doubleValue)
+        let options: [String: DBusValue] = ["model": .string("shapes"), "sampler": .string("dbcache"), "steps": .uint32(150)]
+        let running = try d.submit("a red circle", options)
+        while try d.number(running, "NfeUsed") < 4 { usleep(5_000) }
+        // A rebuild: other bytes under the same name, renamed into place as make's linker does.
+        try (original + Data([0])).write(to: URL(fileURLWithPath: own + "/.dbcache.tmp"))
+        XCTAssertEqual(rename(own + "/.dbcache.tmp", own + "/dbcache.so"), 0)
+        try d.waitPlugins { $0.contains { $0["id"]?.stringValue == "dbcache" && ($0["generation"]?.doubleValue ?? 0) > before } }
+        XCTAssertEqual(try d.string(running, "State"), "running", "the reload disturbed the job in flight")
+        let next = try d.submit("a red circle", options.merging(["steps": .uint32(8)]) { $1 })
+        XCTAssertEqual(try d.waitFinished(next), "done")
+        XCTAssertEqual(try d.waitFinished(running), "done")
+        func generation(_ job: String) throws -> Double? {
+            (try d.manifest(job)["plugins"] as! [[String: Any]]).first { $0["id"] as? String == "dbcache" }?["generation"] as? Double
+        }
+        XCTAssertEqual(try generation(running), before, "the running job did not finish on the old generation")
+        XCTAssertGreaterThan(try XCTUnwrap(try generation(next)), before)
     }
 }
