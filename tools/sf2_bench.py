@@ -242,6 +242,8 @@ def report(args, work, cache):
                        + f" | {sb.overall(t):.3f} | {sb.overall(sb.by_category(recs, 'selector_pass')):.3f} | "
                        f"{mean([r['nfe_used'] for r in recs]):.0f} | {ms:.0f} | {ms / btime:.2f} | "
                        f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {sb.verdict(lo, hi)} |")
+            if config == "cofusion-turbo" + EQUAL and sizes:
+                summary.append((config, sizes[-1], sb.overall(t), ms, mean([r['nfe_used'] for r in recs])))
     if args.k_sweep:
         out.append("")
         out.append("k sweep: cofusion-turbo at n = 8 (the base model's steps before the sketches, of 20)")
@@ -286,15 +288,18 @@ def plot(args, summary, path):
         return
     fig, ax = plt.subplots(figsize=(7.2, 4.6))
     style = {"best-of-n": ("C0", "o", "-"), "cofusion-turbo": ("C3", "D", "-"), "cofusion-turbo+vr": ("C3", "D", ":"),
-             "cofusion-dbcache": ("C2", "^", "-"), "cofusion-dbcache+vr": ("C2", "^", ":")}
-    for config in CONFIGS:
+             "cofusion-dbcache": ("C2", "^", "-"), "cofusion-dbcache+vr": ("C2", "^", ":"),
+             "cofusion-turbo" + EQUAL: ("C3", "s", "--")}
+    labels = {"cofusion-turbo" + EQUAL: "cofusion-turbo sized to best-of-n's NFEs"}
+    for config in CONFIGS + ["cofusion-turbo" + EQUAL]:
         pts = sorted((ms, ov, n) for c, n, ov, ms, nfe in summary if c == config)
         if not pts:
             continue
         col, mk, ls = style[config]
-        ax.plot([p[0] / 1000 for p in pts], [p[1] for p in pts], color=col, marker=mk, linestyle=ls, label=config)
+        ax.plot([p[0] / 1000 for p in pts], [p[1] for p in pts], color=col, marker=mk, linestyle=ls, label=labels.get(config, config))
         for ms, ov, n in pts:
-            ax.annotate(f"n={n}", (ms / 1000, ov), textcoords="offset points", xytext=(4, -10), fontsize=7, color=col)
+            if not config.endswith("+vr"):  # the +vr points sit on top of their twins
+                ax.annotate(f"n={n}", (ms / 1000, ov), textcoords="offset points", xytext=(4, -10), fontsize=7, color=col)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("mean run time per job, seconds (log2; one CPU core)")
     ax.set_ylabel(f"overall pass rate (judged by {args.judge})")
