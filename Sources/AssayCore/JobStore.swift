@@ -183,7 +183,7 @@ public final class JobStore: @unchecked Sendable {
             }
             // Queued or running when the daemon stopped: what the run wrote is partial.
             let wasRunning = FileIO.exists(dir + "/result.png") || FileIO.exists(dir + "/candidates") || FileIO.exists(dir + "/nodes")
-            for name in ["result.png"] { unlink(dir + "/" + name) }
+            unlink(dir + "/result.png")
             for sub in ["candidates", "nodes"] { JobStore.removeFolder(dir + "/" + sub) }
             out.append(.rerun(record, wasRunning: wasRunning))
         }
