@@ -192,6 +192,7 @@ def main():
     ap.add_argument("--per-category", type=int, default=15)
     ap.add_argument("--images", default="1,2,4,8,16")
     ap.add_argument("--strength", type=float, default=0.7)
+    ap.add_argument("--levels", default=",".join(LEVELS), help="which levels to run (the 1-image noise job always runs)")
     ap.add_argument("--seed-base", type=int, default=7000)
     args = ap.parse_args()
     args.images = [int(x) for x in args.images.split(",") if x]
@@ -201,7 +202,7 @@ def main():
     work = []
     for images in args.images:
         for line, cat, prompt in prompts:
-            for level in (LEVELS if images > 1 else ["noise"]):
+            for level in ([lv for lv in LEVELS if lv in args.levels.split(",")] if images > 1 else ["noise"]):
                 work.append((level, images, line, cat, prompt, args.seed_base + line))
     cache = open_cache(args.cache)
     if not args.plot_only:
