@@ -33,8 +33,8 @@ public struct ReflectStrategy: Strategy {
          .count("per_branch", 1...64, default: 2, "new candidates made from each branch"),
          .choice("levels", ReflectStrategy.levels, default: "noise+prompt+reflection",
                  "what a round scales: new noise; plus the reflector's prompts; plus correcting the flawed image itself"),
-         .number("strength", 0.05...0.95, default: 0.7,
-                 "reflection level: the time t the flawed image is re-noised to before it is regenerated (1 = from pure noise)")]
+         .number("strength", 0.05...0.95, default: 0.95,
+                 "reflection level: the time t the flawed image is re-noised to before it is regenerated (1 = from pure noise; 0.95 measured best on the shapes model, docs/reflect-bench-strength.txt)")]
     }
     public var sizeOption: String? { "rounds" }
 
