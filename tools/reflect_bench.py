@@ -22,7 +22,6 @@ re-renders. Writes --out-txt (docs/reflect-bench.txt) and --plot (docs/images/re
 Usage: tools/reflect_bench.py [--assayd PATH] [--per-category K] [--images 2,4,8,16]
 """
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -205,22 +204,7 @@ def main():
             for level in ([lv for lv in LEVELS if lv in args.levels.split(",")] if images > 1 else ["noise"]):
                 work.append((level, images, line, cat, prompt, args.seed_base + line))
     cache = open_cache(args.cache)
-    if not args.plot_only:
-        todo = [w for w in work if key_of(w[0], w[1], w[2], w[5]) not in cache.jobs]
-        print(f"{len(work)} jobs, {len(todo)} to run", file=sys.stderr)
-        if todo:
-            cache.meta.setdefault("runs", []).append({"date": datetime.datetime.now().isoformat(timespec="seconds"),
-                                                      "assayd": sb.identify(args.assayd), "argv": sys.argv[1:]})
-            run_jobs(args, todo, cache)
-    lines, summary = report(args, work, cache)
-    lines += ["", "command: tools/reflect_bench.py " + " ".join(sys.argv[1:]),
-              "date: " + datetime.datetime.now().isoformat(timespec="seconds")]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out_txt)), exist_ok=True)
-    with open(args.out_txt, "w") as f:
-        f.write(text)
-    plot(args, summary, args.plot)
+    sb.bench_main(args, work, cache, lambda w: key_of(w[0], w[1], w[2], w[5]), run_jobs, report, plot, "reflect_bench.py")
 
 
 if __name__ == "__main__":

@@ -227,6 +227,27 @@ def add_common_args(ap, name, selector="shapes-checker"):
     ap.add_argument("--plot-only", action="store_true")
 
 
+def bench_main(args, work, cache, key, run, report, plot, tool):
+    """The tail every benchmark tool shares: run what the cache lacks (key(work item)), then
+    write the report (args.out_txt) and the plot (args.plot) from the cache."""
+    if not args.plot_only:
+        todo = [w for w in work if key(w) not in cache.jobs]
+        print(f"{len(work)} jobs, {len(todo)} to run", file=sys.stderr)
+        if todo:
+            cache.meta.setdefault("runs", []).append({"date": datetime.datetime.now().isoformat(timespec="seconds"),
+                                                      "assayd": identify(args.assayd), "argv": sys.argv[1:]})
+            run(args, todo, cache)
+    lines, summary = report(args, work, cache)
+    lines += ["", f"command: tools/{tool} " + " ".join(sys.argv[1:]),
+              "date: " + datetime.datetime.now().isoformat(timespec="seconds")]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out_txt)), exist_ok=True)
+    with open(args.out_txt, "w") as f:
+        f.write(text)
+    plot(args, summary, args.plot)
+
+
 def run_queue(todo, jobs, submit, collect, cache, describe):
     """Keeps `jobs` jobs in flight: `submit(work)` -> {"obj": job object, ...}, `collect(that)`
     -> the record added to `cache` once the job's State is final. Saves the cache every 15 s

@@ -35,7 +35,6 @@ Needs Debian's python3-dbus (re-runs itself with /usr/bin/python3 when the pytho
 lacks it) and python3-matplotlib for the plot.
 """
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -326,22 +325,7 @@ def main():
     prompts = sb.load_prompts(args.prompts, args.per_category)
     work = work_list(args, prompts)
     cache = open_cache(args.cache)
-    if not args.plot_only:
-        todo = [w for w in work if key_of(w[0], w[1], w[2], w[3], w[6]) not in cache.jobs]
-        print(f"{len(work)} jobs, {len(todo)} to run", file=sys.stderr)
-        if todo:
-            cache.meta.setdefault("runs", []).append({"date": datetime.datetime.now().isoformat(timespec="seconds"),
-                                                      "assayd": sb.identify(args.assayd), "argv": sys.argv[1:]})
-            run_jobs(args, todo, cache)
-    lines, summary = report(args, work, cache)
-    lines += ["", "command: tools/sf2_bench.py " + " ".join(sys.argv[1:]),
-              "date: " + datetime.datetime.now().isoformat(timespec="seconds")]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out_txt)), exist_ok=True)
-    with open(args.out_txt, "w") as f:
-        f.write(text)
-    plot(args, summary, args.plot)
+    sb.bench_main(args, work, cache, lambda w: key_of(w[0], w[1], w[2], w[3], w[6]), run_jobs, report, plot, "sf2_bench.py")
 
 
 if __name__ == "__main__":
