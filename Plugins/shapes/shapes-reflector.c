@@ -123,6 +123,26 @@ static long sr_count_array(const char *json) {
    return -1;
 }
 
+/* Whether history[i] (when given) is a JSON array of earlier reflections; fails the call
+ * with a reason otherwise. */
+static int sr_history_ok(const sr_instance_t *self, const assay_call_t *call,
+                         const char *const *history, uint32_t i) {
+   if (history == NULL || history[i] == NULL || sr_count_array(history[i]) >= 0)
+      return 1;
+   sr_fail(self, call, "shapes-reflector: history[%u] is not a JSON array of earlier "
+                       "reflections (host bug)", i);
+   return 0;
+}
+
+/* Whether the host cancelled the call (then the reason is set). */
+static int sr_cancelled(const sr_instance_t *self, const assay_call_t *call) {
+   if (self->host == NULL || self->host->is_cancelled == NULL ||
+       !self->host->is_cancelled(self->host, call))
+      return 0;
+   sr_fail(self, call, "shapes-reflector: cancelled");
+   return 1;
+}
+
 static assay_result_t sr_reflect(const assay_plugin_t *plugin, const assay_call_t *call,
                                  const char *prompt, uint32_t n, const assay_image_t *images,
                                  const char *const *details, const char *const *history,
@@ -153,18 +173,12 @@ static assay_result_t sr_reflect(const assay_plugin_t *plugin, const assay_call_
                  i, img.width, img.height, img.stride, problem);
          return ASSAY_ERR_INVALID_ARGUMENT;
       }
-      if (history != NULL && history[i] != NULL && sr_count_array(history[i]) < 0) {
-         sr_fail(self, call, "shapes-reflector: history[%u] is not a JSON array of earlier "
-                             "reflections (host bug)", i);
+      if (!sr_history_ok(self, call, history, i))
          return ASSAY_ERR_INVALID_ARGUMENT;
-      }
    }
    for (uint32_t i = 0; i < n; i++) {
-      if (self->host != NULL && self->host->is_cancelled != NULL &&
-          self->host->is_cancelled(self->host, call)) {
-         sr_fail(self, call, "shapes-reflector: cancelled");
+      if (sr_cancelled(self, call))
          return ASSAY_ERR_CANCELLED;
-      }
       const sw_image_t img = {images[i].width, images[i].height, images[i].stride,
                               images[i].pixels};
       const long round =
@@ -269,18 +283,12 @@ static assay_result_t sr_reflect_views(const assay_plugin_t *plugin, const assay
             return ASSAY_ERR_INVALID_ARGUMENT;
          }
       }
-      if (history != NULL && history[i] != NULL && sr_count_array(history[i]) < 0) {
-         sr_fail(self, call, "shapes-reflector: history[%u] is not a JSON array of earlier "
-                             "reflections (host bug)", i);
+      if (!sr_history_ok(self, call, history, i))
          return ASSAY_ERR_INVALID_ARGUMENT;
-      }
    }
    for (uint32_t i = 0; i < n; i++) {
-      if (self->host != NULL && self->host->is_cancelled != NULL &&
-          self->host->is_cancelled(self->host, call)) {
-         sr_fail(self, call, "shapes-reflector: cancelled");
+      if (sr_cancelled(self, call))
          return ASSAY_ERR_CANCELLED;
-      }
       const long round =
          history != NULL && history[i] != NULL ? sr_count_array(history[i]) + 1 : 1;
       const sw_image_t img = sr_image(&images[(size_t)i * views + (size_t)primary]);
