@@ -48,7 +48,8 @@ public final class AssayService: @unchecked Sendable {
             emitted = job.snapshot
         }
     }
-    var jobs: [UInt64: JobEntry] = [:]   // loop thread only
+    /// The jobs on the bus and their retention (loop thread only).
+    let jobs: JobRegistry<JobEntry>
     /// Job ids and records on disk: ids never repeat, jobs survive a restart.
     let store: JobStore
     private var uidCache: [String: UInt32] = [:]
@@ -74,6 +75,7 @@ public final class AssayService: @unchecked Sendable {
                                   filePolicy: config.pluginFilePolicy, onEvent: { e in relay.current?(e) })
         planner = JobPlanner(registry: registry, catalog: catalog, defaults: config.defaults)
         store = try JobStore(root: config.stateDirectory)
+        jobs = JobRegistry(retention: config.retentionSeconds)
         runner = JobRunner(registry: registry, catalog: catalog, store: try ResultStore(root: config.stateDirectory))
         let runnerRef = runner
         scheduler = Scheduler(limits: config.limits) { job in runnerRef.run(job) }
@@ -105,7 +107,7 @@ public final class AssayService: @unchecked Sendable {
         // Queued jobs stay queued on disk and running ones are interrupted without a final
         // state: both run again at the next start (the job store). A plugin call that does
         // not return in time is not waited for: the process exits with it.
-        for entry in jobs.values where entry.job.state == .running { entry.job.interruptForShutdown() }
+        for entry in jobs.all where entry.job.state == .running { entry.job.interruptForShutdown() }
         if !scheduler.shutdown(timeout: config.stopTimeoutSeconds) {
             stoppedCleanly = false
             logger.warning("running jobs did not stop in time (a plugin call is stuck); exiting without them",
@@ -205,7 +207,7 @@ public final class AssayService: @unchecked Sendable {
         case AssayService.managerPath:
             return Introspection.node(interfaces: Introspection.standard + Introspection.manager, children: ["jobs"])
         case AssayService.jobsPath:
-            return Introspection.node(interfaces: "", children: jobs.keys.sorted().map(String.init))
+            return Introspection.node(interfaces: "", children: jobs.ids.map(String.init))
         default:
             if path.hasPrefix(AssayService.jobsPath + "/"), let id = UInt64(path.dropFirst(AssayService.jobsPath.count + 1)),
                jobs[id] != nil {
@@ -299,7 +301,7 @@ public final class AssayService: @unchecked Sendable {
     /// Puts a job on the bus and relays its changes to the loop thread.
     private func publish(_ entry: JobEntry) {
         let job = entry.job, id = job.id
-        jobs[id] = entry
+        jobs.add(id, entry)
         // Coalesce: a job reports after every model evaluation, but the bus thread needs
         // one wake-up per batch of changes, not one per evaluation.
         let loopRef = loop
@@ -332,7 +334,7 @@ public final class AssayService: @unchecked Sendable {
                 job.update { $0 = snapshot }
                 let entry = JobEntry(job: job, path: "\(AssayService.jobsPath)/\(rec.id)", uid: rec.uid, submitted: rec.submitted)
                 entry.finishedSent = true
-                jobs[rec.id] = entry
+                jobs.add(rec.id, entry)
                 retire(rec.id, after: left)
                 finished += 1
             case .rerun(let rec, let wasRunning):
@@ -400,12 +402,9 @@ public final class AssayService: @unchecked Sendable {
     }
 
     /// Keeps a finished job readable for `seconds` (the retention time), then drops it from
-    /// the bus (its files stay in the state directory). There is no cap on how many: a
-    /// finished job is a few hundred bytes here, and a count cap would let one client's
-    /// flood push other clients' results off the bus before they read them.
+    /// the bus (the registry holds the rule; this only wakes it up in time).
     private func retire(_ id: UInt64, after seconds: Double) {
-        loop.after(ms: Int(max(0, seconds) * 1000)) { [weak self] in
-            self?.jobs.removeValue(forKey: id)
-        }
+        let wait = jobs.ended(id, after: seconds)
+        loop.after(ms: Int(wait * 1000) + 1) { [weak self] in self?.jobs.expire() }
     }
 }

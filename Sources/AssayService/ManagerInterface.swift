@@ -42,7 +42,7 @@ extension AssayService {
             },
             BusMethod("ListJobs", out: [BusArg("jobs", "ao")]) { s, msg in
                 let r = msg.makeReturn()
-                r.append(.array(elementSignature: "o", s.jobs.keys.sorted().map { .objectPath(s.jobs[$0]!.path) }))
+                r.append(.array(elementSignature: "o", s.jobs.all.map { .objectPath($0.path) }))
                 return r
             },
             BusMethod("ListStrategies", out: [BusArg("strategies", "aa{sv}")]) { s, msg in

@@ -111,3 +111,24 @@ final class CoreUnitTests: XCTestCase {
         XCTAssertEqual(order.current, ["a1", "b1", "a2", "b2", "a3"])
     }
 }
+
+/// The job registry's retention: time only, no count cap, restored jobs with what is left.
+final class JobRegistryTests: XCTestCase {
+    func testFinishedJobsLeaveAfterTheirRetentionAndNotBefore() {
+        var now = 100.0
+        let r = JobRegistry<String>(retention: 10, clock: { now })
+        for id in 1...1000 as ClosedRange<UInt64> { r.add(id, "job \(id)") }
+        for id in 1...1000 as ClosedRange<UInt64> { r.ended(id) }   // all end at t = 100
+        r.add(1001, "running")
+        now = 109.9
+        XCTAssertEqual(r.ids.count, 1001, "a job left before its retention (or a count cap dropped it)")
+        r.ended(7, after: 0.05)                                      // e.g. a restored job with little left
+        now = 109.96
+        XCTAssertNil(r[7])
+        XCTAssertEqual(r[8], "job 8")
+        now = 110
+        XCTAssertEqual(r.expire().count, 999)
+        XCTAssertEqual(r.ids, [1001], "a running job never expires")
+        XCTAssertEqual(r.all, ["running"])
+    }
+}
