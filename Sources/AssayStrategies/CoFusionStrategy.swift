@@ -1,5 +1,4 @@
 import AssayCore
-import Foundation
 
 /// SF2's Co-Fusion with early selection (§3.2, Algorithm 1) and visual reflection (§3.3):
 /// the base model runs the first `k` of its steps for `n` candidates and keeps every
@@ -150,9 +149,5 @@ public struct CoFusionStrategy: Strategy {
     }
 
     /// The reflector's negative prompt, when it wrote one (ext/reflector.h's JSON object).
-    public static func negativePrompt(_ json: String) -> String? {
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-              let s = obj["negative_prompt"] as? String, !s.isEmpty else { return nil }
-        return s
-    }
+    public static func negativePrompt(_ json: String) -> String? { Reflection(json: json).negativePrompt }
 }

@@ -1,5 +1,4 @@
 import AssayCore
-import Foundation
 
 /// ReflectionFlow (Zhuo et al. 2025): scaling at the noise, prompt and reflection levels in
 /// rounds. Round 0 samples `n` images; the `branches` best start one lineage each. Each
@@ -96,7 +95,7 @@ public struct ReflectStrategy: Strategy {
                 texts = out.map { Optional($0) }
             }
             for (b, id) in heads.enumerated() {
-                let reflection = texts[b].map(ReflectStrategy.Reflection.init) ?? ReflectStrategy.Reflection("")
+                let reflection = texts[b].map { Reflection(json: $0) } ?? Reflection()
                 let cond = usePrompt
                     ? kit.condition(Condition(prompt: reflection.revisedPrompt ?? base.prompt,
                                               negativePrompt: base.guidance > 1 ? (reflection.negativePrompt ?? base.negativePrompt) : base.negativePrompt,
@@ -115,17 +114,6 @@ public struct ReflectStrategy: Strategy {
                 try keep(children, lineage: lineage)
                 heads[b] = kit.order(children.nodes).first ?? id
             }
-        }
-    }
-
-    /// The reflector's JSON object (ext/reflector.h), the fields a round uses.
-    struct Reflection {
-        var revisedPrompt: String?
-        var negativePrompt: String?
-        init(_ json: String) {
-            let obj = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any]
-            revisedPrompt = (obj?["revised_prompt"] as? String).flatMap { $0.isEmpty ? nil : $0 }
-            negativePrompt = (obj?["negative_prompt"] as? String).flatMap { $0.isEmpty ? nil : $0 }
         }
     }
 
