@@ -24,3 +24,17 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertEqual(submit["count"] as? Int, 5)
     }
 }
+
+/// The daemon's footprint: it links FoundationEssentials only. All of Foundation (and ICU's
+/// data) came in once through one `JSONSerialization` call in a strategy and cost 6 MiB of
+/// idle RSS; this keeps it out.
+final class FootprintTests: XCTestCase {
+    func testTheDaemonDoesNotLinkAllOfFoundation() {
+        let r = Shell.run(["readelf", "-d", TestEnvironment.assaydPath])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let needed = r.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }
+        XCTAssertFalse(needed.isEmpty, r.stdout)
+        XCTAssertFalse(needed.contains { $0.contains("[libFoundation.so]") || $0.contains("FoundationInternationalization") },
+                       "assayd links all of Foundation: use FoundationEssentials in the daemon's modules\n\(needed.joined(separator: "\n"))")
+    }
+}
