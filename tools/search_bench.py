@@ -58,9 +58,10 @@ import time
 
 try:
     import dbus
-except ImportError:  # a python3 earlier on PATH without python3-dbus: use Debian's
+except ImportError:  # a python3 earlier on PATH without python3-dbus: run the script again with Debian's
+    # (sys.argv[0]: the tool that was started, which may be one importing this module)
     if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and os.path.exists("/usr/bin/python3"):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:])
+        os.execv("/usr/bin/python3", ["/usr/bin/python3", os.path.abspath(sys.argv[0])] + sys.argv[1:])
     if "--plot-only" not in sys.argv:
         raise SystemExit("python3-dbus is missing: apt-get install python3-dbus")
     dbus = None

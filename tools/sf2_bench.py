@@ -41,17 +41,9 @@ import shutil
 import sys
 import tempfile
 
-try:
-    import dbus
-except ImportError:  # a python3 earlier on PATH without python3-dbus: use Debian's
-    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and os.path.exists("/usr/bin/python3"):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:])
-    if "--plot-only" not in sys.argv:
-        raise SystemExit("python3-dbus is missing: apt-get install python3-dbus")
-    dbus = None
+import search_bench as sb  # runs on Debian's python3 when python3-dbus is missing (see there)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import search_bench as sb  # noqa: E402  (start_daemon, statistics)
+dbus = sb.dbus
 
 ROOT = sb.ROOT
 CATEGORIES = sb.CATEGORIES
