@@ -123,6 +123,24 @@ static long sr_count_array(const char *json) {
    return -1;
 }
 
+/* Parses the prompt; fails the call with the grammar's reason when it is outside it. */
+static int sr_parse_prompt(const sr_instance_t *self, const assay_call_t *call, const char *prompt,
+                           sw_spec_t *spec) {
+   char err[512];
+   if (sw_parse(prompt, spec, err, sizeof err) == 0)
+      return 1;
+   char shown[128];
+   sr_show_prompt(prompt, shown);
+   sr_fail(self, call, "shapes-reflector: the prompt \"%s\" is outside the shapes grammar: %s",
+           shown, err);
+   return 0;
+}
+
+static sw_image_t sr_image(const assay_image_t *image) {
+   const sw_image_t img = {image->width, image->height, image->stride, image->pixels};
+   return img;
+}
+
 /* Whether history[i] (when given) is a JSON array of earlier reflections; fails the call
  * with a reason otherwise. */
 static int sr_history_ok(const sr_instance_t *self, const assay_call_t *call,
@@ -155,18 +173,10 @@ static assay_result_t sr_reflect(const assay_plugin_t *plugin, const assay_call_
       return ASSAY_ERR_INVALID_ARGUMENT;
    }
    sw_spec_t spec;
-   char err[512];
-   if (sw_parse(prompt, &spec, err, sizeof err) != 0) {
-      char shown[128];
-      sr_show_prompt(prompt, shown);
-      sr_fail(self, call,
-              "shapes-reflector: the prompt \"%s\" is outside the shapes grammar: %s", shown,
-              err);
+   if (!sr_parse_prompt(self, call, prompt, &spec))
       return ASSAY_ERR_INVALID_ARGUMENT;
-   }
    for (uint32_t i = 0; i < n; i++) {
-      const sw_image_t img = {images[i].width, images[i].height, images[i].stride,
-                              images[i].pixels};
+      const sw_image_t img = sr_image(&images[i]);
       const char *problem = sw_check_image_problem(&img);
       if (problem != NULL) {
          sr_fail(self, call, "shapes-reflector: image %u is malformed (%ux%u, stride %u): %s",
@@ -179,8 +189,7 @@ static assay_result_t sr_reflect(const assay_plugin_t *plugin, const assay_call_
    for (uint32_t i = 0; i < n; i++) {
       if (sr_cancelled(self, call))
          return ASSAY_ERR_CANCELLED;
-      const sw_image_t img = {images[i].width, images[i].height, images[i].stride,
-                              images[i].pixels};
+      const sw_image_t img = sr_image(&images[i]);
       const long round =
          history != NULL && history[i] != NULL ? sr_count_array(history[i]) + 1 : 1;
       sw_check_t result;
@@ -204,11 +213,6 @@ static assay_result_t sr_reflect(const assay_plugin_t *plugin, const assay_call_
 }
 
 #define SR_MAX_VIEWS 8
-
-static sw_image_t sr_image(const assay_image_t *image) {
-   const sw_image_t img = {image->width, image->height, image->stride, image->pixels};
-   return img;
-}
 
 static assay_result_t sr_reflect_views(const assay_plugin_t *plugin, const assay_call_t *call,
                                        const char *prompt, uint32_t n, uint32_t views,
@@ -259,15 +263,8 @@ static assay_result_t sr_reflect_views(const assay_plugin_t *plugin, const assay
    if (preview == primary)
       preview = -1;
    sw_spec_t spec;
-   char err[512];
-   if (sw_parse(prompt, &spec, err, sizeof err) != 0) {
-      char shown[128];
-      sr_show_prompt(prompt, shown);
-      sr_fail(self, call,
-              "shapes-reflector: the prompt \"%s\" is outside the shapes grammar: %s", shown,
-              err);
+   if (!sr_parse_prompt(self, call, prompt, &spec))
       return ASSAY_ERR_INVALID_ARGUMENT;
-   }
    for (uint32_t i = 0; i < n; i++) {
       for (int k = 0; k < 2; k++) {
          const int j = k == 0 ? primary : preview;
