@@ -34,10 +34,7 @@ public final class JobRegistry<Entry> {
         return entries.keys.sorted()
     }
 
-    public var all: [Entry] {
-        expire()
-        return ids.compactMap { entries[$0] }
-    }
+    public var all: [Entry] { ids.compactMap { entries[$0] } }
 
     public func add(_ id: UInt64, _ entry: Entry) { entries[id] = entry }
 

@@ -22,19 +22,21 @@ public final class DlopenPluginLoader: PluginLoader, @unchecked Sendable {
         self.instanceOptions = instanceOptions
     }
 
-    public func load(path: String, bytes: [UInt8], generation: UInt64) throws -> LoadedFile {
+    public func load(path: String, bytes: [UInt8], sha256 sha: String, generation: UInt64) throws -> LoadedFile {
         let base = path.split(separator: "/").last.map(String.init) ?? "plugin.so"
         let thread = PluginThread(label: "io.assay.plugin.\(generation)-\(base)")
-        return try thread.sync { try loadOnManagementThread(path: path, bytes: bytes, generation: generation, thread: thread) }
+        return try thread.sync {
+            try loadOnManagementThread(path: path, bytes: bytes, sha: sha, generation: generation, thread: thread)
+        }
     }
 
     private func refuse(_ path: String, _ reason: String) -> PluginLoadError {
         PluginLoadError(path: path, reason: reason)
     }
 
-    private func loadOnManagementThread(path: String, bytes: [UInt8], generation: UInt64, thread: PluginThread) throws -> LoadedFile {
+    private func loadOnManagementThread(path: String, bytes: [UInt8], sha: String, generation: UInt64,
+                                        thread: PluginThread) throws -> LoadedFile {
         if let problem = ELFCheck.problem(bytes) { throw refuse(path, problem) }
-        let sha = SHA256.hex(bytes)
         let base = path.split(separator: "/").last.map(String.init) ?? "plugin.so"
         let privatePath = "\(privateDirectory)/\(generation)-\(base)"
         do { try FileIO.write(bytes, to: privatePath, mode: 0o600) } catch {

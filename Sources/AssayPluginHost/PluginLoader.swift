@@ -4,11 +4,11 @@
 /// daemon; a later loader can run the same file in a worker process and hand back
 /// instances that forward calls over a pipe, without the registry or jobs changing.
 public protocol PluginLoader: Sendable {
-    /// Loads every plugin in the file at `path`, whose content is `bytes` (read once by the
-    /// registry under its `PluginFilePolicy`: the loader maps exactly what was checked and
-    /// hashed, never the path again). Throws `PluginLoadError` when the file as a whole is
-    /// refused; individual plugins that fail come back in `refused`.
-    func load(path: String, bytes: [UInt8], generation: UInt64) throws -> LoadedFile
+    /// Loads every plugin in the file at `path`, whose content is `bytes` with hash `sha256`
+    /// (read and hashed once by the registry under its `PluginFilePolicy`: the loader maps
+    /// exactly what was checked, never the path again). Throws `PluginLoadError` when the
+    /// file as a whole is refused; individual plugins that fail come back in `refused`.
+    func load(path: String, bytes: [UInt8], sha256: String, generation: UInt64) throws -> LoadedFile
 }
 
 /// What one load of one file produced.

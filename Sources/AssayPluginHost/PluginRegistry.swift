@@ -191,7 +191,8 @@ public final class PluginRegistry: @unchecked Sendable {
                 fail(path: path, refusal: PluginRefusal(path: path, id: "", kind: nil, version: "", reason: "\(error)"))
                 return 0
             }
-            if let current = state.withLock({ $0[path]?.loaded?.sha256 }), SHA256.hex(bytes) == current {
+            let sha = SHA256.hex(bytes)
+            if let current = state.withLock({ $0[path]?.loaded?.sha256 }), sha == current {
                 // The serving bytes again (a duplicate event, or a broken file put back):
                 // nothing to load, and no failure to report any more.
                 let cleared = state.withLock { files -> Bool in
@@ -209,7 +210,7 @@ public final class PluginRegistry: @unchecked Sendable {
             }
             let loaded: LoadedFile
             do {
-                loaded = try loader.load(path: path, bytes: bytes, generation: generation)
+                loaded = try loader.load(path: path, bytes: bytes, sha256: sha, generation: generation)
             } catch let e as PluginLoadError {
                 fail(path: path, refusal: PluginRefusal(path: path, id: "", kind: nil, version: "", reason: e.reason))
                 return DispatchTimeClock.seconds(since: start)

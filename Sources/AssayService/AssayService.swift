@@ -383,8 +383,8 @@ public final class AssayService: @unchecked Sendable {
 
     private func flush(_ entry: JobEntry) {
         let snap = entry.job.snapshot
-        let before = JobProperties.values(self, entry, entry.emitted)
-        let after = JobProperties.values(self, entry, snap)
+        let before = AssayService.jobBus.values(JobView(service: self, entry: entry, snapshot: entry.emitted))
+        let after = AssayService.jobBus.values(JobView(service: self, entry: entry, snapshot: snap))
         let changed = after.filter { before[$0.key] != $0.value }
         entry.emitted = snap
         entry.lastEmitNs = DispatchTimeClock.now()

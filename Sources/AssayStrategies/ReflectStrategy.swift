@@ -81,7 +81,7 @@ public struct ReflectStrategy: Strategy {
         }
         let first = try kit.integrate(try kit.roots(n), to: 0)
         try keep(first, lineage: [])
-        var heads = Array(kit.order(first.nodes.filter { finished[$0] != nil }).prefix(o.int("branches")))
+        var heads = Array(kit.order(first.nodes).prefix(o.int("branches")))
         let per = ReflectStrategy.perCandidate(o, cost: kit.cost)
         for round in 1...max(1, o.int("rounds")) where o.int("rounds") > 0 {
             let needed = heads.count * o.int("per_branch") * per
