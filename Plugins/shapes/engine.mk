@@ -1,10 +1,11 @@
-# Plugins/shapes/engine.mk: the shapes model plugins (ids shapes and shapes-turbo, one library)
+# Plugins/shapes/engine.mk: the shapes model plugins (ids shapes, shapes-turbo and shapes-corrector,
+# one library)
 # and their C inference engine (included by Plugins/Makefile, which defines PLUGIN_CFLAGS,
 # PLUGIN_LDFLAGS, OUT_ABS, DEPS, HERE, ROOT).
 #
 #   make -C Plugins                     also builds shapes.so and copies the weights
-#                                       (shapes-base.safetensors, shapes-turbo.safetensors)
-#                                       beside it into $(OUT)
+#                                       (shapes-base.safetensors, shapes-turbo.safetensors,
+#                                       shapes-corrector.safetensors) beside it into $(OUT)
 #   make -C Plugins shapes-check        builds the C tests and runs them against the weights and
 #                                       Plugins/shapes/weights/testvectors.safetensors, and against
 #                                       a tiny non-default-config model (tests/fixtures/, from
@@ -27,6 +28,7 @@ SHE_SRCS := $(sort $(wildcard $(SHE_DIR)/engine/*.c))
 SHE_HDRS := $(wildcard $(SHE_DIR)/engine/*.h)
 SHE_WEIGHTS := $(SHE_DIR)/weights/shapes-base.safetensors
 SHE_TURBO := $(SHE_DIR)/weights/shapes-turbo.safetensors
+SHE_CORRECTOR := $(SHE_DIR)/weights/shapes-corrector.safetensors
 SHE_VECTORS := $(SHE_DIR)/weights/testvectors.safetensors
 SHE_BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 SHE_BLAS_LIBS := $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
@@ -42,13 +44,17 @@ EXTRA_PLUGINS += $(SHE_PLUGIN)
 # The weights travel with the plugin (it looks for them beside its library). shapes.so also
 # depends on the copy, so new weights relink it and a running daemon hot-reloads them (it
 # watches .so files only).
-# Same for the turbo student's weights (plugin id shapes-turbo in the same library).
+# Same for the turbo student's weights (plugin id shapes-turbo in the same library) and the
+# ReflectionFlow corrector's (plugin id shapes-corrector, tools/corrector/).
 SHE_WEIGHTS_OUT :=
 ifneq ($(wildcard $(SHE_WEIGHTS)),)
 SHE_WEIGHTS_OUT += $(OUT_ABS)/shapes-base.safetensors
 endif
 ifneq ($(wildcard $(SHE_TURBO)),)
 SHE_WEIGHTS_OUT += $(OUT_ABS)/shapes-turbo.safetensors
+endif
+ifneq ($(wildcard $(SHE_CORRECTOR)),)
+SHE_WEIGHTS_OUT += $(OUT_ABS)/shapes-corrector.safetensors
 endif
 EXTRA_PLUGINS += $(SHE_WEIGHTS_OUT)
 

@@ -1,6 +1,6 @@
 """Measure an exported corrector on the held-out triplets (the trainer's metric, standalone).
 
-    OMP_NUM_THREADS=1 python3 tools/corrector/evaluate.py [--weights tools/corrector/shapes-corrector.safetensors]
+    OMP_NUM_THREADS=1 python3 tools/corrector/evaluate.py [--weights Plugins/shapes/weights/shapes-corrector.safetensors]
         [--model-heldout tools/corrector/runs/model-heldout.npz] [--floor 0.5]
 
 Prints pass rates per flaw kind for the corrector, the corrector without its reflection,
@@ -35,7 +35,7 @@ BASE, Evaluator, sha256_file = T.BASE, T.Evaluator, T.sha256_file
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--weights", default=os.path.join(HERE, "shapes-corrector.safetensors"))
+    p.add_argument("--weights", default=T.EXPORT)
     p.add_argument("--model-heldout", default="")
     p.add_argument("--per-kind", type=int, default=24)
     p.add_argument("--steps", type=int, default=20)

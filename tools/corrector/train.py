@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 nice -n 10 python3 tools/corrector/train.py --name c1 --steps 16000
     # resume exactly (model, EMA, optimizer, numpy + torch RNG states, step):  add --resume
-    # new session (runs/ gone): --init-from tools/corrector/shapes-corrector.safetensors --warmup 100
+    # new session (runs/ gone): --init-from Plugins/shapes/weights/shapes-corrector.safetensors --warmup 100
 
 Objective: rectified flow on the CORRECTED image x0 (x_t = (1-t) x0 + t noise, target
 v = noise - x0, MSE), conditioned on the caption, the reflection (reflector feedback) and the
@@ -13,7 +13,8 @@ AdamW (betas 0.9/0.99, no weight decay), warmup, cosine to 10% at --steps, clip 
 
 Every --ckpt-min minutes: runs/<name>/ckpt.pt (resumable).  Every --eval-every steps (and at
 step 0): the held-out repair metric on the EMA weights, the export
-tools/corrector/shapes-corrector.safetensors (fp16, metadata: base_sha256, rates, ...), and
+Plugins/shapes/weights/shapes-corrector.safetensors (fp16, metadata: base_sha256, rates, ...; the
+C engine's plugin id shapes-corrector loads it), and
 copies of the small logs to tools/corrector/{loss,eval}.csv.
 
 Held-out repair metric: data.held_out(24 per flaw kind) (seeds disjoint from training's);
@@ -59,7 +60,7 @@ import model as M  # noqa: E402
 import world  # noqa: E402
 
 BASE = os.path.join(REPO, "Plugins/shapes/weights/shapes-base.safetensors")
-EXPORT = os.path.join(HERE, "shapes-corrector.safetensors")
+EXPORT = os.path.join(REPO, "Plugins/shapes/weights/shapes-corrector.safetensors")
 
 
 def sha256_file(path):
