@@ -150,12 +150,26 @@ public struct JobPlanner: Sendable {
                 throw AssayError.invalidArgument("strategy '\(strategy.name)' has no model role '\(role)'; its roles: \(declaredRoles.joined(separator: ", "))")
             }
             let instance = try require(id, .model)
-            guard ModelPlugin(instance) != nil else { throw AssayError.unknownPlugin(id) }
-            // A role's model continues the base model's latents (SearchToolkit.handOver):
-            // refuse now what the hand-over would refuse after compute was spent.
-            let baseSpace = try require(modelID, .model).latentSpaceID
-            guard let space = instance.latentSpaceID, space == baseSpace else {
-                throw AssayError.invalidArgument("model '\(id)' (role \(role)) cannot continue latents of model '\(modelID)': their latent spaces are \(instance.latentSpaceID ?? "undeclared") and \(baseSpace ?? "undeclared") (a hand-over needs both to declare the same id, ext/draft/latent-space.h)")
+            guard let roleModel = ModelPlugin(instance) else { throw AssayError.unknownPlugin(id) }
+            switch strategy.roles.first(where: { $0.name == role })!.use {
+            case .continuesLatents:
+                // The role's model continues the base model's latents (SearchToolkit.handOver):
+                // refuse now what the hand-over would refuse after compute was spent.
+                let baseSpace = try require(modelID, .model).latentSpaceID
+                guard let space = instance.latentSpaceID, space == baseSpace else {
+                    throw AssayError.invalidArgument("model '\(id)' (role \(role)) cannot continue latents of model '\(modelID)': their latent spaces are \(instance.latentSpaceID ?? "undeclared") and \(baseSpace ?? "undeclared") (a hand-over needs both to declare the same id, ext/draft/latent-space.h)")
+                }
+            case .correctsImages:
+                guard let reference = ModelReference(roleModel) else {
+                    throw AssayError.invalidArgument("model '\(id)' (role \(role)) cannot correct images: it has no \(ModelReference.extensionID) extension (a model trained to take a flawed image and an instruction, e.g. shapes-corrector; ext/draft/model-reference.h)")
+                }
+                let base = model.info
+                guard reference.imageWidth == base.imageWidth && reference.imageHeight == base.imageHeight else {
+                    throw AssayError.invalidArgument("model '\(id)' (role \(role)) takes \(reference.imageWidth)x\(reference.imageHeight) reference images, but model '\(modelID)' makes \(base.imageWidth)x\(base.imageHeight) images")
+                }
+                do { _ = try roleModel.encode(prompt, context: check) } catch let e as PluginCallError {
+                    throw AssayError.invalidArgument("model '\(id)' (role \(role)) cannot use this prompt: \(e.message)")
+                }
             }
             models[role] = id
         }

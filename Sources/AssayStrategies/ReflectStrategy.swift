@@ -11,10 +11,17 @@ import AssayCore
 ///   reflector call; the baseline the other levels are measured against);
 /// - `noise+prompt`: new seeds with the reflector's revised prompt, and its negative prompt
 ///   when the model is guided;
-/// - `noise+prompt+reflection`: the flawed image itself is corrected: without a trained
-///   corrector, training-free as SDEdit does it, by re-noising the flawed latent to
-///   t = `strength` and regenerating from there with the revised and negative prompts, so
-///   what was right in it (layout, colours) tends to stay.
+/// - `noise+prompt+reflection`: the flawed image itself is corrected, by one of two
+///   correctors (option `corrector`):
+///   - `training-free` (any model): as SDEdit does it, the flawed latent is re-noised to
+///     t = `strength` and regenerated from there with the revised and negative prompts, so
+///     what was right in it (layout, colours) tends to stay;
+///   - `trained`: the job's `corrector` role, a model trained to take (flawed image,
+///     reflection) (ext/draft/model-reference.h; shapes-corrector), generates from fresh
+///     noise conditioned on the job's prompt, the reflection's feedback as its instruction
+///     and the flawed image as its reference (guidance pushes towards the texts; both
+///     branches see the image). The prompt stays the job's: that is what the corrector
+///     was trained with, and the feedback already says what to change.
 ///
 /// The result is the best image over all rounds (under the verifiers, which judge the
 /// job's own prompt, never the revised one). NFEs, verifier and reflector calls are all
@@ -24,6 +31,10 @@ public struct ReflectStrategy: Strategy {
     public var name: String { "reflect" }
     public var summary: String { "ReflectionFlow: rounds of generate, verify, reflect, correct; noise, prompt and reflection levels" }
     public var needsVerifier: Bool { true }
+    public var roles: [StrategyRole] {
+        [.base, StrategyRole("corrector", "a model that takes the flawed image and the reflection (ext/draft/model-reference.h, e.g. shapes-corrector)",
+                             use: .correctsImages, neededWhen: (option: "corrector", value: "trained"))]
+    }
     public static let levels = ["noise", "noise+prompt", "noise+prompt+reflection"]
     public var options: [StrategyOption] {
         [.count("n", 1...JobOptions.Limits.maxN, default: 4, "images in the first round"),
@@ -33,7 +44,9 @@ public struct ReflectStrategy: Strategy {
          .choice("levels", ReflectStrategy.levels, default: "noise+prompt+reflection",
                  "what a round scales: new noise; plus the reflector's prompts; plus correcting the flawed image itself"),
          .number("strength", 0.05...0.95, default: 0.95,
-                 "reflection level: the time t the flawed image is re-noised to before it is regenerated (1 = from pure noise; 0.95 measured best on the shapes model, docs/reflect-bench-strength.txt)")]
+                 "reflection level, training-free corrector: the time t the flawed image is re-noised to before it is regenerated (1 = from pure noise; 0.95 measured best on the shapes model, docs/reflect-bench-strength.txt)"),
+         .choice("corrector", ["training-free", "trained"], default: "training-free",
+                 "reflection level: re-noise and regenerate with the job's model (any model), or the 'corrector' model role (trained on flawed image + reflection)")]
     }
     public var sizeOption: String? { "rounds" }
 
@@ -41,11 +54,21 @@ public struct ReflectStrategy: Strategy {
         if o.string("levels") != "noise" && resources.reflector == nil {
             throw AssayError.invalidArgument("strategy 'reflect' with levels=\(o.string("levels")) needs a reflector: pass 'reflector' (e.g. shapes-reflector), or use levels=noise")
         }
+        if o.string("corrector") == "trained" && o.string("levels") != "noise+prompt+reflection" {
+            throw AssayError.invalidArgument("strategy 'reflect' with corrector=trained corrects flawed images, which only levels=noise+prompt+reflection does (levels is \(o.string("levels")))")
+        }
+        if let m = resources.models["corrector"], o.string("corrector") != "trained" {
+            throw AssayError.invalidArgument("models names '\(m)' as the corrector, but strategy option corrector is training-free: pass corrector=trained to use it")
+        }
     }
 
     /// NFEs of one new candidate.
     static func perCandidate(_ o: StrategyOptions, cost: SearchCost) -> Int {
-        o.string("levels") == "noise+prompt+reflection" ? cost.segment(from: Float(o.double("strength")), to: 0) : cost.perSample
+        guard o.string("levels") == "noise+prompt+reflection" else { return cost.perSample }
+        // The corrector role integrates with the built-in Euler integrator (a sampler
+        // plugin runs on the base role only).
+        return o.string("corrector") == "trained" ? cost.steps * cost.evaluationsPerSample
+            : cost.segment(from: Float(o.double("strength")), to: 0)
     }
 
     public func plannedNFE(_ o: StrategyOptions, cost: SearchCost) -> Int {
@@ -57,6 +80,7 @@ public struct ReflectStrategy: Strategy {
         let o = kit.options
         let levels = o.string("levels")
         let usePrompt = levels != "noise", correct = levels == "noise+prompt+reflection"
+        let trained = correct && o.string("corrector") == "trained"
         let strength = Float(o.double("strength"))
         let base = kit.conditions[0]
         // Where every finished image lives (its batch and row), to correct it later; and the
@@ -103,7 +127,11 @@ public struct ReflectStrategy: Strategy {
                     : 0
                 let lineage = (history[id] ?? []) + (texts[b].map { [$0] } ?? [])
                 let next: LatentBatch
-                if correct {
+                if trained {
+                    let fix = kit.condition(Condition(prompt: base.prompt, guidance: base.guidance,
+                                                      instruction: reflection.feedback ?? "", reference: id))
+                    next = try kit.freshNoise(children: [id], copies: o.int("per_branch"), role: "corrector", conditions: [fix])
+                } else if correct {
                     let (batch, row) = finished[id]!
                     let noisy = kit.renoise(batch.rows([row]), to: strength, copies: o.int("per_branch"))
                     next = kit.withCondition(noisy, rows: Array(0..<noisy.count), condition: cond)

@@ -99,4 +99,100 @@ final class ReflectTests: XCTestCase {
         }
         XCTAssertNoThrow(try k.plan(prompt, { var o = noReflector; o["strategy_options"] = .dictionary(["levels": .string("noise")]); return o }()))
     }
+
+    // MARK: the trained corrector (shapes-corrector, ext/draft/model-reference.h)
+
+    func correctorOptions(_ own: [String: OptionValue] = [:]) -> [String: OptionValue] {
+        options(own.merging(["corrector": .string("trained")]) { $1 },
+                ["models": .dictionary(["corrector": .string("shapes-corrector")])])
+    }
+
+    /// Each correction is fresh noise on the corrector role, a child of the image reflected
+    /// on, conditioned on the job's prompt, the reflection's feedback as instruction and
+    /// that image as reference; the corrections of a lineage look like its own flawed
+    /// image more than like the other lineage's (the reference reaches the model, and the
+    /// right one); NFEs cost what the plan priced; every candidate replays alone bit for bit.
+    func testTrainedCorrectorTakesTheFlawedImageAndItsReflection() throws {
+        let k = try StrategyKit.require()
+        let own: [String: OptionValue] = ["n": .unsigned(2), "rounds": .unsigned(1), "branches": .unsigned(2), "per_branch": .unsigned(2)]
+        let r = try k.run(prompt, correctorOptions(own))
+        XCTAssertNil(r.stop)
+        XCTAssertEqual(r.kit.candidates.count, 2 + 2 * 2)
+        XCTAssertEqual(r.kit.meter.nfeUsed, r.kit.job.plan.budgetNFE, "the corrector's NFEs differ from the planned price")
+        XCTAssertEqual(r.kit.meter.nfeUsed, 6 * 8 * 2, "8 guided steps per image")
+        var own_ = 0.0, other = 0.0
+        let flawedImages = Set(r.kit.candidates.prefix(2).map(\.node))
+        for c in r.kit.candidates.dropFirst(2) {
+            let node = r.kit.nodes[c.node]
+            XCTAssertEqual(node.role, "corrector")
+            XCTAssertEqual(node.model, "shapes-corrector")
+            let start = r.kit.nodes[try XCTUnwrap(node.parent)]
+            XCTAssertEqual(start.op, .noise)
+            let flawed = try XCTUnwrap(start.parent, "a correction does not descend from the image it corrects")
+            XCTAssertNotNil(r.kit.nodes[flawed].reflection)
+            let cond = r.kit.conditions[node.condition]
+            XCTAssertEqual(cond.reference, flawed)
+            XCTAssertEqual(cond.instruction ?? "", (reflection(r.kit.nodes[flawed].reflection)["feedback"] as? String) ?? "")
+            XCTAssertEqual(cond.prompt, prompt, "the corrector runs on the job's prompt")
+            XCTAssertNil(cond.negativePrompt)
+            XCTAssertEqual(try r.kit.replay(c.node), c.latent, "candidate \(c.index) alone differs from its value in the search")
+            let mine = r.kit.images[c.node]!.pixels
+            func distance(_ id: Int) -> Double {
+                zip(mine, r.kit.images[id]!.pixels).reduce(0.0) { $0 + abs(Double($1.0) - Double($1.1)) } / Double(mine.count)
+            }
+            own_ += distance(flawed)
+            other += distance(flawedImages.subtracting([flawed]).first!)
+        }
+        XCTAssertLessThan(own_, other, "corrections are no closer to their own flawed image than to the other lineage's")
+    }
+
+    /// A model without the reference extension is refused as a corrector with the reason;
+    /// so is a corrector the options would not use, and a trained corrector at a level
+    /// that corrects nothing. Without the role, the training-free path runs.
+    func testCorrectorRefusals() throws {
+        let k = try StrategyKit.require()
+        func refusal(_ o: [String: OptionValue]) -> String {
+            do { _ = try k.plan(prompt, o); return "planned" } catch { return "\(error)" }
+        }
+        var noRole = correctorOptions()
+        noRole["models"] = nil
+        XCTAssertTrue(refusal(noRole).contains("needs a model for role 'corrector'"), refusal(noRole))
+        var plain = correctorOptions()
+        plain["models"] = .dictionary(["corrector": .string("shapes")])
+        XCTAssertTrue(refusal(plain).contains("model 'shapes' (role corrector) cannot correct images: it has no assay.model-reference.draft/1"), refusal(plain))
+        var unused = options([:])
+        unused["models"] = .dictionary(["corrector": .string("shapes-corrector")])
+        XCTAssertTrue(refusal(unused).contains("pass corrector=trained"), refusal(unused))
+        let promptOnly = correctorOptions(["levels": .string("noise+prompt")])
+        XCTAssertTrue(refusal(promptOnly).contains("only levels=noise+prompt+reflection"), refusal(promptOnly))
+        XCTAssertNoThrow(try k.plan(prompt, options([:])))
+    }
+
+    /// Through the daemon and the CLI: a reflect job with the trained corrector finishes,
+    /// its manifest records the corrections' reference images and instructions, and
+    /// `assayctl replay` reproduces its result.
+    func testTrainedCorrectorJobReplays() throws {
+        _ = try StrategyKit.require()
+        let daemon = try Daemon.shapes()
+        let dir = TestEnvironment.temporaryDirectory("reflect")
+        func assayctl(_ args: [String]) -> Shell.Result {
+            Shell.run([TestEnvironment.assayctlPath, "--address", daemon.bus.address] + args, timeout: 120)
+        }
+        let first = assayctl(["generate", prompt, "--strategy", "reflect", "--reflector", "shapes-reflector",
+                              "--verifier", "shapes-checker", "--role", "corrector=shapes-corrector",
+                              "--option", "corrector=trained", "--option", "n=2", "--option", "rounds=2",
+                              "--option", "branches=1", "--option", "per_branch=1", "--steps", "8", "--seed", "3",
+                              "--out", dir + "/first.png", "--json", "-q"])
+        XCTAssertEqual(first.status, 0, first.stderr + daemon.log)
+        let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
+        let path = try XCTUnwrap(summary["manifest_path"] as? String)
+        let manifest = try Manifest.decode(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+        let corrections = (manifest.conditions ?? []).filter { $0.reference != nil }
+        XCTAssertEqual(corrections.count, 2, "\(manifest.conditions)")
+        XCTAssertTrue(corrections.allSatisfy { $0.instruction != nil })
+        let replay = assayctl(["replay", path, "--out", dir + "/replay.png", "--json", "-q"])
+        XCTAssertEqual(replay.status, 0, replay.stderr + daemon.log)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/first.png")),
+                       try Data(contentsOf: URL(fileURLWithPath: dir + "/replay.png")))
+    }
 }

@@ -60,7 +60,7 @@ final class BlockEvaluation {
         for r in 0..<rows {
             let c = conditions[r % batch]
             ts[r] = t
-            let e = try d.encoding(r < batch ? c.prompt : (c.negativePrompt ?? ""))
+            let e = try d.encoding(c, negative: r >= batch)
             cs.replaceSubrange(r * csz..<(r + 1) * csz, with: e)
         }
         try xs.withUnsafeMutableBufferPointer { xb in

@@ -18,6 +18,12 @@ public final class Denoiser: @unchecked Sendable {
     /// The model's latent-space id ("assay.latent-space.draft/1"), nil when it declares none.
     public let latentSpace: String?
     private var encodings: [String: [Float]] = [:]
+    private var referenceEncodings: [ReferenceKey: [Float]] = [:]
+    /// The model's reference conditioning (ext/draft/model-reference.h), nil without it.
+    public let reference: ModelReference?
+    /// The decoded image of a node, for conditions with a reference (set by the toolkit
+    /// that owns the images).
+    public var referenceImage: ((Int) -> RGBImage?)?
     private var xs: [Float] = []
     private var ts: [Float] = []
     private var cs: [Float] = []
@@ -56,6 +62,7 @@ public final class Denoiser: @unchecked Sendable {
         self.context = context
         latentSpace = model.instance.latentSpaceID
         blocks = ModelBlocks(model)
+        reference = ModelReference(model)
     }
 
     /// The encoding of `text`, computed once.
@@ -63,6 +70,30 @@ public final class Denoiser: @unchecked Sendable {
         if let e = encodings[text] { return e }
         let e = try model.encode(text, context: context)
         encodings[text] = e
+        return e
+    }
+
+    private struct ReferenceKey: Hashable {
+        var text: String, instruction: String, node: Int
+    }
+
+    /// The encoding of a row's positive (or, `negative`, its guidance-negative) condition.
+    /// With a reference image both branches see the same image: the positive is (prompt,
+    /// instruction, image), the negative (negative prompt or "", "", image), as
+    /// ext/draft/model-reference.h specifies.
+    public func encoding(_ c: Condition, negative: Bool) throws -> [Float] {
+        let text = negative ? (c.negativePrompt ?? "") : c.prompt
+        guard let node = c.reference else { return try encoding(text) }
+        let key = ReferenceKey(text: text, instruction: negative ? "" : (c.instruction ?? ""), node: node)
+        if let e = referenceEncodings[key] { return e }
+        guard let reference else {
+            throw AssayError.failed("model '\(model.instance.id)' (role \(role)) cannot take a reference image: it has no \(ModelReference.extensionID) extension")
+        }
+        guard let image = referenceImage?(node) else {
+            throw AssayError.failed("node \(node) has no decoded image to use as a reference")
+        }
+        let e = try reference.encode(key.text, instruction: key.instruction, image: image, context: context)
+        referenceEncodings[key] = e
         return e
     }
 
@@ -86,11 +117,11 @@ public final class Denoiser: @unchecked Sendable {
         if cs.count < rows * csz { cs = [Float](repeating: 0, count: rows * csz) }
         for r in 0..<n {
             ts[r] = t[r]
-            cs.replaceSubrange(r * csz..<(r + 1) * csz, with: try encoding(conditions[r].prompt))
+            cs.replaceSubrange(r * csz..<(r + 1) * csz, with: try encoding(conditions[r], negative: false))
         }
         for (k, r) in guided.enumerated() {
             ts[n + k] = t[r]
-            let neg = try encoding(conditions[r].negativePrompt ?? "")
+            let neg = try encoding(conditions[r], negative: true)
             cs.replaceSubrange((n + k) * csz..<(n + k + 1) * csz, with: neg)
         }
         if guided.isEmpty {

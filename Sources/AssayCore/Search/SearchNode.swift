@@ -5,7 +5,9 @@
 public struct SearchNode: Codable, Sendable, Equatable {
     /// What made a node. Random operations draw their noise from the node's `seedPath`.
     public enum Operation: String, Codable, Sendable {
-        /// A root: fresh Gaussian noise at t = 1 (random).
+        /// Fresh Gaussian noise at t = 1 (random): a root, or, with a parent, a new start
+        /// for a lineage that continues from the parent's image through its condition (a
+        /// corrector conditioned on the parent as its reference image).
         case noise
         /// The parent integrated from t_from down to t_to by the ODE (Euler or a sampler).
         case integrate

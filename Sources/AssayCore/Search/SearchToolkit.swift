@@ -64,6 +64,9 @@ public final class SearchToolkit: @unchecked Sendable {
         conditions = [Condition(prompt: job.prompt, negativePrompt: job.plan.negativePrompt, guidance: job.plan.guidance)]
         cost = SearchCost(steps: job.plan.steps, evaluationsPerSample: conditions[0].evaluationsPerSample,
                           scheduleShift: denoisers["base"]!.info.scheduleShift, samplerFactor: sampler == nil ? 1 : 2)
+        // A condition with a reference image (a corrector's) names a node; its pixels are
+        // the decoded image this toolkit holds.
+        for d in denoisers.values { d.referenceImage = { [unowned self] in self.images[$0] } }
     }
 
     // MARK: conditions and costs
@@ -149,6 +152,23 @@ public final class SearchToolkit: @unchecked Sendable {
         let conds = Array(repeating: condition, count: count)
         let ids = addNodes(parents: Array(repeating: nil, count: count), op: .noise, role: role, tFrom: 1, tTo: 1,
                            conditions: conds, nfe: Array(repeating: 0, count: count), x: x)
+        return LatentBatch(nodes: ids, x: x, t: 1, conditions: conds, role: role)
+    }
+
+    /// Fresh noise at t = 1 on `role`, `copies` children of each node of `parents`: a
+    /// lineage that continues from an image through its condition (a corrector's reference
+    /// image) rather than through its latent. Child k is keyed by its place in the tree like
+    /// every random operation, so replay recomputes it alone. Costs nothing.
+    public func freshNoise(children parents: [Int], copies: Int, role: String, conditions rowConditions: [Int]) throws -> LatentBatch {
+        precondition(rowConditions.count == parents.count)
+        let ss = try denoiser(role).info.sampleSize
+        let ps = parents.flatMap { Array(repeating: Optional($0), count: copies) }
+        let conds = rowConditions.flatMap { Array(repeating: $0, count: copies) }
+        var x = [Float]()
+        x.reserveCapacity(ps.count * ss)
+        for s in nextSeeds(parents: ps) { x.append(contentsOf: NoiseSource.gaussian(seed: s, count: ss)) }
+        let ids = addNodes(parents: ps, op: .noise, role: role, tFrom: 1, tTo: 1, conditions: conds,
+                           nfe: Array(repeating: 0, count: ps.count), x: x)
         return LatentBatch(nodes: ids, x: x, t: 1, conditions: conds, role: role)
     }
 

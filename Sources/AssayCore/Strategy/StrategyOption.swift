@@ -130,13 +130,25 @@ public struct StrategyOptions: Sendable, Equatable, Codable {
 
 /// A model role a strategy uses. Every strategy has `base`, the job's `model`.
 public struct StrategyRole: Sendable {
+    /// What a role's model must be able to do; checked at Submit, before compute is spent.
+    public enum Use: Sendable {
+        /// It continues the base model's latents (a hand-over): both declare the same
+        /// latent-space id (ext/draft/latent-space.h).
+        case continuesLatents
+        /// It generates from its own noise, conditioned on an image of the job and an
+        /// instruction (a ReflectionFlow corrector): it has the reference extension
+        /// (ext/draft/model-reference.h) and takes images of the base model's size.
+        case correctsImages
+    }
     public let name: String
     public let help: String
+    public let use: Use
     /// Needed only when this strategy option has this value (nil: always needed).
     public let neededWhen: (option: String, value: String)?
-    public init(_ name: String, _ help: String, neededWhen: (option: String, value: String)? = nil) {
+    public init(_ name: String, _ help: String, use: Use = .continuesLatents, neededWhen: (option: String, value: String)? = nil) {
         self.name = name
         self.help = help
+        self.use = use
         self.neededWhen = neededWhen
     }
 
