@@ -137,7 +137,7 @@ public final class JobRunner: @unchecked Sendable {
                 var imageName: String?
                 if !candidatesDir.isEmpty {
                     imageName = "candidates/\(String(c.index).leftPadded(3)).png"
-                    try FileIO.write(try PNGEncoder.encode(c.image), to: dir + "/" + imageName!)
+                    try FileIO.write(try PNGEncoder.encode(c.image), to: dir + "/" + imageName!, durable: true, syncFolder: false)
                 }
                 let latentBytes = c.latent.withUnsafeBytes { Array($0) }
                 records.append(.init(index: c.index, node: c.node, seed: c.seed, scores: c.scores, meanRank: c.meanRank,
@@ -149,10 +149,14 @@ public final class JobRunner: @unchecked Sendable {
                 try FileIO.makeDirectories(dir + "/nodes")
                 for (id, image) in ctx.images.sorted(by: { $0.key < $1.key }) {
                     let name = "nodes/\(String(id).leftPadded(4)).png"
-                    try FileIO.write(try PNGEncoder.encode(image), to: dir + "/" + name)
+                    try FileIO.write(try PNGEncoder.encode(image), to: dir + "/" + name, durable: true, syncFolder: false)
                     nodes[id].image = name
                 }
+                FileIO.syncFolder(of: dir + "/nodes/x")
             }
+            // Every image the manifest names is on disk before the manifest says so (the job
+            // folder's own entries are synced with the manifest's rename).
+            if !candidatesDir.isEmpty { FileIO.syncFolder(of: candidatesDir + "/x") }
             let modelNs = context?.denoisers.values.reduce(UInt64(0)) { $0 + $1.pluginNs } ?? 0
             let manifest = Manifest(
                 manifestVersion: Manifest.currentVersion, assayVersion: AssayVersion.string, abiVersion: HostABI.string, jobID: job.id, prompt: job.prompt,

@@ -23,8 +23,10 @@ public enum FileIO {
 
     /// Writes atomically: a temporary file in the same directory, then rename. `durable`
     /// also survives a power cut: the file is fsynced before the rename and its folder after
-    /// it (without the second, the rename itself may be lost).
-    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, durable: Bool = false) throws {
+    /// it (without the second, the rename itself may be lost). Many files of one folder:
+    /// `syncFolder: false` for each, then one `syncFolder(of:)`.
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, durable: Bool = false,
+                             syncFolder folderSync: Bool = true) throws {
         let tmp = path + ".tmp.\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileIOError(path: path, reason: String(cString: strerror(errno))) }
@@ -52,7 +54,7 @@ public enum FileIO {
             unlink(tmp)
             throw FileIOError(path: path, reason: reason)
         }
-        if durable { syncFolder(of: path) }
+        if durable && folderSync { syncFolder(of: path) }
     }
 
     /// The suffix of `write`'s temporary files: what a crash may leave behind.
