@@ -10,6 +10,11 @@ of verify, reflect, correct, so a job makes 1 + rounds images:
   noise+prompt              fresh noise with the reflector's revised and negative prompts
   noise+prompt+reflection   the flawed image re-noised to t = strength and regenerated with
                             them (the training-free corrector; fewer NFEs an image)
+  noise+prompt+reflection/trained
+                            the trained corrector (shapes-corrector, the job's `corrector`
+                            role) regenerates from fresh noise, conditioned on the flawed
+                            image and the reflection's feedback (strategy option
+                            corrector=trained; same NFEs an image as noise)
 
 Selection is by the exact checker `shapes-checker`, which the reflector also reads; the judge
 is another model, so what a search gains by fooling the checker does not count. Hard prompts:
@@ -33,17 +38,22 @@ dbus = sb.dbus
 
 ROOT = sb.ROOT
 CATEGORIES = sb.CATEGORIES
-LEVELS = ["noise", "noise+prompt", "noise+prompt+reflection"]
+TRAINED = "noise+prompt+reflection/trained"
+LEVELS = ["noise", "noise+prompt", "noise+prompt+reflection", TRAINED]
+CORRECTOR = "shapes-corrector"
 
 
 def job_options(level, images, seed, args):
     so = {"n": dbus.UInt32(1), "rounds": dbus.UInt32(images - 1), "branches": dbus.UInt32(1),
-          "per_branch": dbus.UInt32(1), "levels": level, "strength": dbus.Double(args.strength)}
+          "per_branch": dbus.UInt32(1), "levels": level.split("/")[0], "strength": dbus.Double(args.strength)}
     o = {"seed": dbus.UInt64(seed), "model": "shapes", "strategy": "reflect",
          "verifiers": dbus.Array([args.selector], signature="s"),
          "strategy_options": dbus.Dictionary(so, signature="sv")}
     if level != "noise":
         o["reflector"] = "shapes-reflector"
+    if level == TRAINED:
+        so["corrector"] = "trained"
+        o["models"] = dbus.Dictionary({"corrector": CORRECTOR}, signature="sv")
     return o
 
 
@@ -63,6 +73,8 @@ def run_jobs(args, todo, cache):
         manager = dbus.Interface(conn.get_object("io.assay.Assay1", "/io/assay/Assay1"), "io.assay.Manager1")
         loaded = {str(p["id"]) for p in manager.ListPlugins() if p["state"] == "loaded"}
         need = {args.judge, args.selector, "shapes", "shapes-reflector"}
+        if any(w[0] == TRAINED for w in todo):
+            need.add(CORRECTOR)
         if need - loaded:
             raise SystemExit(f"not loaded: {', '.join(sorted(need - loaded))} (build the plugins: make -C Plugins)")
 
@@ -117,7 +129,7 @@ def report(args, work, cache):
     hard = {ln for ln, ok in first.items() if not ok}
     out = [f"ReflectionFlow analogue on the shapes model: {len({w[2] for w in work})} prompts, one chain per job, "
            f"selection by {args.selector} (the reflector reads it too), judged by {args.judge} (never selects); "
-           f"reflection level re-noises to t = {args.strength}", "",
+           f"training-free reflection level re-noises to t = {args.strength}; /trained = the trained corrector ({CORRECTOR})", "",
            f"hard prompts (the first image fails the judge): {len(hard)}", ""]
     head = ("| level | images | " + " | ".join(CATEGORIES) + " | overall (judge) | claim | hard (judge) | NFE | run ms |"
             " reflector calls | result from a later round | judge − noise [95% CI] |")
@@ -157,7 +169,7 @@ def plot(args, summary, path):
         print("no matplotlib: no plot", file=sys.stderr)
         return
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
-    colours = {"noise": "C0", "noise+prompt": "C1", "noise+prompt+reflection": "C3"}
+    colours = {"noise": "C0", "noise+prompt": "C1", "noise+prompt+reflection": "C3", TRAINED: "C2"}
     for ax, xkey, xlabel in ((axes[0], 1, "images generated per job"), (axes[1], 4, "mean NFEs per job")):
         for level in LEVELS:
             pts = sorted((p[xkey], p[2], p[3]) for p in summary if p[0] == level)
