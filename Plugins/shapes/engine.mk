@@ -7,7 +7,8 @@
 #                                       (shapes-base.safetensors, shapes-turbo.safetensors,
 #                                       shapes-corrector.safetensors) beside it into $(OUT)
 #   make -C Plugins shapes-check        builds the C tests and runs them against the weights and
-#                                       Plugins/shapes/weights/testvectors.safetensors, and against
+#                                       Plugins/shapes/weights/testvectors.safetensors (the
+#                                       corrector's: corrector-testvectors.safetensors), and against
 #                                       a tiny non-default-config model (tests/fixtures/, from
 #                                       tests/make_tiny.py) (last line of each: "N passed, M failed")
 #   make -C Plugins shapes-engine-lib   build/shapes/libshapes-engine.so: the engine alone, with
@@ -30,6 +31,7 @@ SHE_WEIGHTS := $(SHE_DIR)/weights/shapes-base.safetensors
 SHE_TURBO := $(SHE_DIR)/weights/shapes-turbo.safetensors
 SHE_CORRECTOR := $(SHE_DIR)/weights/shapes-corrector.safetensors
 SHE_VECTORS := $(SHE_DIR)/weights/testvectors.safetensors
+SHE_CORRECTOR_VECTORS := $(SHE_DIR)/weights/corrector-testvectors.safetensors
 SHE_BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 SHE_BLAS_LIBS := $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
 # -O3 -fno-trapping-math lets the compiler vectorise the elementwise kernels (see op_expf in
@@ -104,6 +106,7 @@ shapes-bench: $(SHE_LIB) $(SHE_BUILD)/bench_engine
 shapes-check: $(SHE_PLUGIN) $(SHE_TESTS)
 	@st=0; \
 	$(SHE_BUILD)/test_engine $(SHE_WEIGHTS) $(SHE_VECTORS) || st=1; \
+	$(SHE_BUILD)/test_engine $(SHE_CORRECTOR) $(SHE_CORRECTOR_VECTORS) || st=1; \
 	$(SHE_BUILD)/test_engine $(SHE_DIR)/tests/fixtures/tiny.safetensors \
 	    $(SHE_DIR)/tests/fixtures/tiny-vectors.safetensors || st=1; \
 	$(SHE_BUILD)/test_corrupt $(SHE_WEIGHTS) $(SHE_BUILD)/corrupt || st=1; \

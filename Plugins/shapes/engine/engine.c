@@ -38,10 +38,14 @@ typedef struct workspace {
 struct shapes_engine {
    shapes_config_t cfg;
    int H1, S1, H2, S2, p2c;
+   int p2c_in;   /* stem input channels: p2c, plus cond_channels * patch^2 for a corrector */
    float *arena;
    sj_value *meta;
    char **vocab;
+   char **ref_vocab; /* corrector: the reflection vocabulary (ref_vocab_size words) */
+   int ref_unk;      /* its "<unk>" id */
    const float *tok_emb, *pos_emb, *img_pos;
+   const float *ref_tok_emb, *ref_pos_emb; /* corrector: the reflection's embeddings */
    textblock_t *text;
    midblock_t *mid;
    nrm_t text_norm, out_norm;
@@ -250,13 +254,64 @@ static int parse_float_meta(const shapes_engine_t *e, const char *key, double lo
    return 1;
 }
 
+/* Metadata `key`: a JSON array of `size` strings, entry 0 "<pad>" -> *out (owned, size entries). */
+static int read_vocab(shapes_engine_t *e, const char *key, int size, char ***out, char *err, size_t errlen) {
+   const char *vs = shapes_engine_meta(e, key);
+   if (vs == NULL) {
+      eerr(err, errlen, "metadata \"%s\" (the tokenizer's word list) is missing", key);
+      return 0;
+   }
+   char jerr[256];
+   sj_value *voc = sj_parse(vs, strlen(vs), jerr, sizeof jerr);
+   if (voc == NULL || voc->type != SJ_ARRAY || voc->length != (size_t)size) {
+      eerr(err, errlen, "metadata \"%s\" must be a JSON array of %d strings", key, size);
+      sj_free(voc);
+      return 0;
+   }
+   char **words = *out = calloc((size_t)size, sizeof *words);
+   if (words == NULL) { sj_free(voc); eerr(err, errlen, "out of memory"); return 0; }
+   for (int i = 0; i < size; i++) {
+      if (voc->items[i].type != SJ_STRING) {
+         eerr(err, errlen, "metadata \"%s\" entry %d is not a string", key, i);
+         sj_free(voc);
+         return 0;
+      }
+      words[i] = voc->items[i].string;
+      voc->items[i].string = NULL;
+      voc->items[i].type = SJ_NULL;
+   }
+   sj_free(voc);
+   if (strcmp(words[0], "<pad>") != 0) {
+      eerr(err, errlen, "%s entry 0 is \"%s\", expected \"<pad>\"", strcmp(key, "vocab") == 0 ? "vocabulary" : key,
+           words[0]);
+      return 0;
+   }
+   return 1;
+}
+
 static int read_config(shapes_engine_t *e, char *err, size_t errlen) {
    shapes_config_t *c = &e->cfg;
    const char *fmt = shapes_engine_meta(e, "format");
-   if (fmt == NULL || strcmp(fmt, "assay-shapes-flow-v1") != 0) {
-      eerr(err, errlen, "metadata \"format\" is %s%s%s, expected \"assay-shapes-flow-v1\" (not a shapes "
-           "model export)", fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
+   const int corrector = fmt != NULL && strcmp(fmt, "assay-shapes-corrector-v1") == 0;
+   if (fmt == NULL || (!corrector && strcmp(fmt, "assay-shapes-flow-v1") != 0)) {
+      eerr(err, errlen, "metadata \"format\" is %s%s%s, expected \"assay-shapes-flow-v1\" or, for a corrector, "
+           "\"assay-shapes-corrector-v1\" (not a shapes model export)", fmt ? "\"" : "", fmt ? fmt : "missing",
+           fmt ? "\"" : "");
       return 0;
+   }
+   c->is_corrector = corrector;
+   if (corrector) {
+      /* A corrector is tuned from one base model: its export must say which (as a distilled
+       * student names its teacher). */
+      const char *base = shapes_engine_meta(e, "base_sha256");
+      int hex = base != NULL && strlen(base) == 64;
+      for (int i = 0; hex && i < 64; i++)
+         hex = (base[i] >= '0' && base[i] <= '9') || (base[i] >= 'a' && base[i] <= 'f');
+      if (!hex) {
+         eerr(err, errlen, "corrector export without a valid metadata \"base_sha256\" (the SHA-256 of the base "
+              "weights it was tuned from, 64 hex digits): %s", base ? "malformed" : "missing");
+         return 0;
+      }
    }
    const char *cs = shapes_engine_meta(e, "config");
    if (cs == NULL) {
@@ -285,6 +340,25 @@ static int read_config(shapes_engine_t *e, char *err, size_t errlen) {
             cfg_int(cfg, "groups", 4096, &c->groups, err, errlen) &&
             cfg_int(cfg, "vocab_size", 100000, &c->vocab_size, err, errlen) &&
             cfg_int(cfg, "max_tokens", 1024, &c->max_tokens, err, errlen);
+   /* Corrector keys: all three for the corrector format, none for a base model. */
+   static const char *const ckeys[3] = {"cond_channels", "ref_tokens", "ref_vocab_size"};
+   if (ok && corrector) {
+      ok = cfg_int(cfg, "cond_channels", 16, &c->cond_channels, err, errlen) &&
+           cfg_int(cfg, "ref_tokens", 1024, &c->ref_tokens, err, errlen) &&
+           cfg_int(cfg, "ref_vocab_size", 100000, &c->ref_vocab_size, err, errlen);
+      if (ok && c->cond_channels != 3) {
+         eerr(err, errlen, "config cond_channels is %d; the corrector's reference is an RGB image (3)",
+              c->cond_channels);
+         ok = 0;
+      }
+   } else if (ok) {
+      for (int i = 0; i < 3 && ok; i++)
+         if (sj_get(cfg, ckeys[i]) != NULL) {
+            eerr(err, errlen, "config has the corrector key \"%s\" but the format is \"assay-shapes-flow-v1\" "
+                 "(a corrector export says \"assay-shapes-corrector-v1\")", ckeys[i]);
+            ok = 0;
+         }
+   }
    sj_free(cfg);
    if (!ok)
       return 0;
@@ -299,44 +373,33 @@ static int read_config(shapes_engine_t *e, char *err, size_t errlen) {
       eerr(err, errlen, "metadata max_tokens %s disagrees with config max_tokens %d", mt, c->max_tokens);
       return 0;
    }
-   /* Vocabulary. */
-   const char *vs = shapes_engine_meta(e, "vocab");
-   if (vs == NULL) {
-      eerr(err, errlen, "metadata \"vocab\" (the tokenizer's word list) is missing");
+   /* Vocabularies. */
+   if (!read_vocab(e, "vocab", c->vocab_size, &e->vocab, err, errlen))
       return 0;
-   }
-   sj_value *voc = sj_parse(vs, strlen(vs), jerr, sizeof jerr);
-   if (voc == NULL || voc->type != SJ_ARRAY || voc->length != (size_t)c->vocab_size) {
-      eerr(err, errlen, "metadata \"vocab\" must be a JSON array of %d strings", c->vocab_size);
-      sj_free(voc);
-      return 0;
-   }
-   e->vocab = calloc((size_t)c->vocab_size, sizeof *e->vocab);
-   if (e->vocab == NULL) { sj_free(voc); eerr(err, errlen, "out of memory"); return 0; }
-   for (int i = 0; i < c->vocab_size; i++) {
-      if (voc->items[i].type != SJ_STRING) {
-         eerr(err, errlen, "metadata \"vocab\" entry %d is not a string", i);
-         sj_free(voc);
+   if (corrector) {
+      if (!read_vocab(e, "ref_vocab", c->ref_vocab_size, &e->ref_vocab, err, errlen))
+         return 0;
+      e->ref_unk = -1;
+      for (int i = 1; i < c->ref_vocab_size && e->ref_unk < 0; i++)
+         if (strcmp(e->ref_vocab[i], "<unk>") == 0)
+            e->ref_unk = i;
+      if (e->ref_unk < 0) {
+         eerr(err, errlen, "metadata \"ref_vocab\" has no \"<unk>\" entry (the reflection tokenizer maps unknown "
+              "words to it)");
          return 0;
       }
-      e->vocab[i] = voc->items[i].string;
-      voc->items[i].string = NULL;
-      voc->items[i].type = SJ_NULL;
-   }
-   sj_free(voc);
-   if (strcmp(e->vocab[0], "<pad>") != 0) {
-      eerr(err, errlen, "vocabulary entry 0 is \"%s\", expected \"<pad>\"", e->vocab[0]);
-      return 0;
    }
    e->H1 = c->image_size / c->patch;
    e->S1 = e->H1 * e->H1;
    e->H2 = e->H1 / 2;
    e->S2 = e->H2 * e->H2;
    e->p2c = c->in_channels * c->patch * c->patch;
+   e->p2c_in = (c->in_channels + c->cond_channels) * c->patch * c->patch;
    c->latent_size = c->in_channels * c->image_size * c->image_size;
    c->n_img = e->S2;
-   c->n_seq = c->max_tokens + c->n_img;
-   c->condition_size = c->max_tokens * c->width + c->width;
+   c->text_tokens = c->max_tokens + c->ref_tokens;
+   c->n_seq = c->text_tokens + c->n_img;
+   c->condition_size = c->text_tokens * c->width + c->width + c->cond_channels * c->image_size * c->image_size;
    c->hidden_size = c->n_seq * c->width;
    c->context_size = c->cond_dim + c->ch0 * e->S1 + c->ch1 * e->S2;
    /* Sampling defaults. */
@@ -423,7 +486,11 @@ shapes_engine_t *shapes_engine_load(const char *path, char *err, size_t errlen) 
    e->text_pool = need_lin(&L, "text_pool", C, D);
    e->t_mlp0 = need_lin(&L, "t_mlp.0", C, c->time_freq_dim);
    e->t_mlp2 = need_lin(&L, "t_mlp.2", C, C);
-   e->stem = need_conv(&L, "stem", c->ch0, e->p2c, 3, 0);
+   e->stem = need_conv(&L, "stem", c->ch0, e->p2c_in, 3, 0);
+   if (c->is_corrector) {
+      e->ref_tok_emb = need(&L, "ref.tok_emb.weight", c->ref_vocab_size, D, -1, -1);
+      e->ref_pos_emb = need(&L, "ref.pos_emb", 1, c->ref_tokens, D, -1);
+   }
    e->enc0 = need_res(&L, "enc0", c->ch0, c->ch0, C);
    e->down = need_conv(&L, "down", c->ch1, c->ch0, 3, 0);
    e->enc1 = need_res(&L, "enc1", c->ch1, c->ch1, C);
@@ -477,6 +544,10 @@ void shapes_engine_free(shapes_engine_t *e) {
       for (int i = 0; i < e->cfg.vocab_size; i++)
          free(e->vocab[i]);
    free(e->vocab);
+   if (e->ref_vocab != NULL)
+      for (int i = 0; i < e->cfg.ref_vocab_size; i++)
+         free(e->ref_vocab[i]);
+   free(e->ref_vocab);
    free(e->text);
    free(e->mid);
    free(e->arena);
@@ -496,7 +567,7 @@ void shapes_engine_cost(const shapes_engine_t *e, shapes_cost_t *cost) {
    const double D = c->width, N = c->n_seq, hid = (double)c->width * c->mlp_ratio, C = c->cond_dim;
    const double S1 = e->S1, S2 = e->S2, c0 = c->ch0, c1 = c->ch1;
    const double res0 = S1 * c0 * c0 * 9 * 2, res1 = S2 * c1 * c1 * 9 * 2;
-   cost->prologue = C * (c->time_freq_dim + C + D) + S1 * c0 * e->p2c * 9 + res0 + S2 * c1 * c0 * 9 + res1 +
+   cost->prologue = C * (c->time_freq_dim + C + D) + S1 * c0 * e->p2c_in * 9 + res0 + S2 * c1 * c0 * 9 + res1 +
                     S2 * c1 * D + 2 * C * (c0 + c1);
    cost->block = C * 6 * D + N * D * 3 * D + N * D * D + 2 * N * D * hid + 2 * N * N * D;
    cost->epilogue = S2 * D * c1 + S2 * c1 * (2 * c1) * 9 + S2 * c1 * c1 * 9 + S2 * c1 * 2 * c1 +
@@ -512,9 +583,9 @@ static workspace_t *ws_alloc(const shapes_engine_t *e, int cap) {
    const shapes_config_t *c = &e->cfg;
    const size_t n = (size_t)cap, D = (size_t)c->width, N = (size_t)c->n_seq;
    const size_t S1 = (size_t)e->S1, S2 = (size_t)e->S2, c0 = (size_t)c->ch0, c1 = (size_t)c->ch1;
-   const size_t big = imax(imax(2 * c0 * S1, 2 * c1 * S2), imax((size_t)e->p2c * S1, c1 * S1));
+   const size_t big = imax(imax(2 * c0 * S1, 2 * c1 * S2), imax((size_t)e->p2c_in * S1, c1 * S1));
    /* Every convolution's input channels (im2col scratch depends only on them). */
-   const int conv_cin[] = {e->p2c, c->ch0, c->ch1, 2 * c->ch1, 2 * c->ch0};
+   const int conv_cin[] = {e->p2c_in, e->p2c, c->ch0, c->ch1, 2 * c->ch1, 2 * c->ch0};
    size_t colsz = 0;
    for (size_t i = 0; i < sizeof conv_cin / sizeof conv_cin[0]; i++)
       colsz = imax(colsz, op_conv3x3_col_floats(conv_cin[i]));
@@ -525,7 +596,7 @@ static workspace_t *ws_alloc(const shapes_engine_t *e, int cap) {
       if (wino_eligible(same[i][0], same[i][1]))
          colsz = imax(colsz, op_conv3x3_winograd_floats(same[i][0], same[i][1]));
    const size_t sizes[] = {
-      (size_t)e->p2c * S1 * n,          /* z */
+      (size_t)e->p2c_in * S1 * n,       /* z (p2c_in >= p2c) */
       c0 * S1 * n,                      /* h16 */
       2 * c0 * S1 * n,                  /* cat1 */
       c1 * S2 * n,                      /* h8 */
@@ -606,6 +677,8 @@ static shapes_engine_t *mut(const shapes_engine_t *e) { return (shapes_engine_t 
 
 /* ---- tokenizer and text encoder -------------------------------------------------------- */
 
+static int check_finite(const float *p, size_t count, const char *what, char *err, size_t errlen);
+
 /* ASCII-only and locale-independent (the host may have called setlocale). */
 static int tok_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 static char tok_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
@@ -666,15 +739,20 @@ int shapes_tokenize(const shapes_engine_t *e, const char *caption, int32_t *ids,
    return SHAPES_OK;
 }
 
-/* Text encoder for n rows into cond (condition_size stride). */
-static void text_forward(const shapes_engine_t *e, workspace_t *w, int n, const int32_t *ids, int layers,
-                         float *raw, float *cond) {
+/* Text encoder for n rows of L tokens, embedded with tok_emb / pos_emb (the caption's, or a
+ * corrector's reflection embeddings; ids NULL = all <pad>): the hidden state after `layers`
+ * blocks into raw [n*L][D], or (raw NULL) the final LayerNorm into out (per sample `ld`
+ * floats apart) and, when pool_at >= 0, the mean of the L rows at out + pool_at. */
+static void text_forward(const shapes_engine_t *e, workspace_t *w, int n, const int32_t *ids, int L,
+                         const float *tok_emb, const float *pos_emb, int layers, float *raw, float *out,
+                         size_t ld, long pool_at) {
    const shapes_config_t *c = &e->cfg;
-   const int L = c->max_tokens, D = c->width, hid = D * c->mlp_ratio, rows = n * L;
-   float *h = w->hidden; /* [n*L][D] */
+   const int D = c->width, hid = D * c->mlp_ratio, rows = n * L;
+   float *h = w->hidden; /* [n*L][D] (L <= n_seq) */
    for (int b = 0; b < n; b++)
       for (int l = 0; l < L; l++) {
-         const float *te = e->tok_emb + (size_t)ids[b * L + l] * D, *pe = e->pos_emb + (size_t)l * D;
+         const int id = ids != NULL ? ids[b * L + l] : 0;
+         const float *te = tok_emb + (size_t)id * D, *pe = pos_emb + (size_t)l * D;
          float *row = h + ((size_t)b * L + l) * D;
          for (int d = 0; d < D; d++)
             row[d] = te[d] + pe[d];
@@ -695,30 +773,49 @@ static void text_forward(const shapes_engine_t *e, workspace_t *w, int n, const 
       return;
    }
    for (int b = 0; b < n; b++) {
-      float *out = cond + (size_t)b * c->condition_size;
-      op_layernorm(L, D, LN_EPS, h + (size_t)b * L * D, D, e->text_norm.g, e->text_norm.b, out, D);
-      float *pooled = out + (size_t)L * D;
+      float *o = out + (size_t)b * ld;
+      op_layernorm(L, D, LN_EPS, h + (size_t)b * L * D, D, e->text_norm.g, e->text_norm.b, o, D);
+      if (pool_at < 0)
+         continue;
+      float *pooled = o + pool_at;
       for (int d = 0; d < D; d++) {
          float s = 0.0f;
          for (int l = 0; l < L; l++)
-            s += out[(size_t)l * D + d];
+            s += o[(size_t)l * D + d];
          pooled[d] = s / (float)L;
       }
    }
 }
 
-int shapes_encode_text(const shapes_engine_t *e, uint32_t n, const int32_t *ids, float *cond, char *err,
-                       size_t errlen) {
+/* Conditions for n rows: caption encoding and its mean, then (corrector) the reflection's
+ * encoding and the reference image (zeros when ref_img is NULL). */
+static int encode_impl(const shapes_engine_t *e, uint32_t n, const int32_t *ids, const int32_t *ref_ids,
+                       const float *ref_img, float *cond, const char *what, char *err, size_t errlen) {
+   const shapes_config_t *c = &e->cfg;
    if (n > 0 && (ids == NULL || cond == NULL)) {
-      eerr(err, errlen, "encode_text: NULL buffer");
+      eerr(err, errlen, "%s: NULL buffer", what);
       return SHAPES_EINVAL;
    }
-   for (size_t i = 0; i < (size_t)n * e->cfg.max_tokens; i++)
-      if (ids[i] < 0 || ids[i] >= e->cfg.vocab_size) {
-         eerr(err, errlen, "encode_text: token id %d at position %zu is outside the vocabulary [0, %d)",
-              (int)ids[i], i, e->cfg.vocab_size);
+   if (!c->is_corrector && (ref_ids != NULL || ref_img != NULL)) {
+      eerr(err, errlen, "%s: a reflection or reference image was given, but this is a base model, not a "
+           "corrector (format assay-shapes-flow-v1)", what);
+      return SHAPES_EINVAL;
+   }
+   for (size_t i = 0; i < (size_t)n * c->max_tokens; i++)
+      if (ids[i] < 0 || ids[i] >= c->vocab_size) {
+         eerr(err, errlen, "%s: token id %d at position %zu is outside the vocabulary [0, %d)", what, (int)ids[i], i,
+              c->vocab_size);
          return SHAPES_EINVAL;
       }
+   for (size_t i = 0; ref_ids != NULL && i < (size_t)n * c->ref_tokens; i++)
+      if (ref_ids[i] < 0 || ref_ids[i] >= c->ref_vocab_size) {
+         eerr(err, errlen, "%s: reflection token id %d at position %zu is outside the reflection vocabulary [0, %d)",
+              what, (int)ref_ids[i], i, c->ref_vocab_size);
+         return SHAPES_EINVAL;
+      }
+   const size_t cs = (size_t)c->condition_size, D = (size_t)c->width, L = (size_t)c->max_tokens;
+   const size_t T = (size_t)c->text_tokens, R = (size_t)c->ref_tokens;
+   const size_t img = (size_t)c->cond_channels * c->image_size * c->image_size;
    for (uint32_t done = 0; done < n;) {
       int m = (int)(n - done < SHAPES_CHUNK ? n - done : SHAPES_CHUNK);
       workspace_t *w = ws_acquire(mut(e), m);
@@ -726,12 +823,127 @@ int shapes_encode_text(const shapes_engine_t *e, uint32_t n, const int32_t *ids,
          eerr(err, errlen, "out of memory");
          return SHAPES_ENOMEM;
       }
-      text_forward(e, w, m, ids + (size_t)done * e->cfg.max_tokens, e->cfg.text_layers, NULL,
-                   cond + (size_t)done * e->cfg.condition_size);
+      float *out = cond + (size_t)done * cs;
+      text_forward(e, w, m, ids + (size_t)done * L, (int)L, e->tok_emb, e->pos_emb, c->text_layers, NULL, out, cs,
+                   (long)(T * D));
+      if (c->is_corrector) {
+         text_forward(e, w, m, ref_ids != NULL ? ref_ids + (size_t)done * R : NULL, (int)R, e->ref_tok_emb,
+                      e->ref_pos_emb, c->text_layers, NULL, out + L * D, cs, -1);
+         for (int b = 0; b < m; b++) {
+            float *dst = out + (size_t)b * cs + (T + 1) * D;
+            if (ref_img != NULL)
+               memcpy(dst, ref_img + ((size_t)done + (size_t)b) * img, img * sizeof *dst);
+            else
+               memset(dst, 0, img * sizeof *dst);
+         }
+      }
       ws_release(mut(e), w);
       done += (uint32_t)m;
    }
    return SHAPES_OK;
+}
+
+int shapes_encode_text(const shapes_engine_t *e, uint32_t n, const int32_t *ids, float *cond, char *err,
+                       size_t errlen) {
+   return encode_impl(e, n, ids, NULL, NULL, cond, "encode_text", err, errlen);
+}
+
+int shapes_encode_cond(const shapes_engine_t *e, uint32_t n, const int32_t *ids, const int32_t *ref_ids,
+                       const float *ref_img, float *cond, char *err, size_t errlen) {
+   if (ref_img != NULL && !check_finite(ref_img, (size_t)n * e->cfg.cond_channels * e->cfg.image_size *
+                                                    e->cfg.image_size, "reference image", err, errlen))
+      return SHAPES_EINVAL;
+   return encode_impl(e, n, ids, ref_ids, ref_img, cond, "encode_cond", err, errlen);
+}
+
+/* Python's str.split() whitespace within ASCII: \t..\r, 0x1c..0x1f and space. */
+static int ref_space(char c) { return tok_space(c) || (c >= 0x1c && c <= 0x1f); }
+
+int shapes_tokenize_reflection(const shapes_engine_t *e, const char *text, int32_t *ids, char *err,
+                               size_t errlen) {
+   const shapes_config_t *c = &e->cfg;
+   if (text == NULL || ids == NULL) {
+      eerr(err, errlen, "tokenize_reflection: NULL argument");
+      return SHAPES_EINVAL;
+   }
+   if (!c->is_corrector) {
+      eerr(err, errlen, "tokenize_reflection: this is a base model, not a corrector (it reads no reflection)");
+      return SHAPES_EINVAL;
+   }
+   const int R = c->ref_tokens;
+   for (int i = 0; i < R; i++)
+      ids[i] = 0;
+   int count = 0;
+   for (const char *p = text; count < R;) {
+      while (*p != 0 && ref_space(*p))
+         p++;
+      if (*p == 0)
+         break;
+      const char *s = p;
+      if (*p == '.')
+         p++; /* "." is a word of its own */
+      else
+         while (*p != 0 && *p != '.' && !ref_space(*p))
+            p++;
+      const size_t len = (size_t)(p - s);
+      char word[64];
+      int found = e->ref_unk;
+      if (len < sizeof word) {
+         for (size_t k = 0; k < len; k++)
+            word[k] = tok_lower(s[k]);
+         word[len] = 0;
+         for (int v = 1; v < c->ref_vocab_size; v++) /* from 1: "<pad>" as a word is unknown */
+            if (strcmp(e->ref_vocab[v], word) == 0) {
+               found = v;
+               break;
+            }
+      }
+      ids[count++] = found;
+   }
+   return SHAPES_OK;
+}
+
+int shapes_encode_reference(const shapes_engine_t *e, const char *caption, const char *instruction,
+                            const uint8_t *rgb, size_t stride, float *cond, char *err, size_t errlen) {
+   const shapes_config_t *c = &e->cfg;
+   if (!c->is_corrector) {
+      eerr(err, errlen, "encode_reference: this is a base model, not a corrector (format "
+           "assay-shapes-flow-v1): it takes no reference image or instruction");
+      return SHAPES_EINVAL;
+   }
+   if (caption == NULL || instruction == NULL || cond == NULL) {
+      eerr(err, errlen, "encode_reference: NULL argument");
+      return SHAPES_EINVAL;
+   }
+   const int S = c->image_size;
+   if (rgb != NULL && stride < (size_t)3 * S) {
+      eerr(err, errlen, "encode_reference: row stride %zu is less than 3 x %d bytes", stride, S);
+      return SHAPES_EINVAL;
+   }
+   int32_t ids[1024], rids[1024];
+   int rc = shapes_tokenize(e, caption, ids, err, errlen);
+   if (rc != SHAPES_OK)
+      return rc;
+   rc = shapes_tokenize_reflection(e, instruction, rids, err, errlen);
+   if (rc != SHAPES_OK)
+      return rc;
+   float *img = NULL;
+   if (rgb != NULL) {
+      const size_t plane = (size_t)S * S;
+      img = malloc((size_t)c->cond_channels * plane * sizeof *img);
+      if (img == NULL) {
+         eerr(err, errlen, "out of memory");
+         return SHAPES_ENOMEM;
+      }
+      /* data.py to_float: uint8 HWC -> float32 CHW, v / 127.5 - 1 (float32 ops, the same bits). */
+      for (int ch = 0; ch < c->cond_channels; ch++)
+         for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++)
+               img[(size_t)ch * plane + (size_t)y * S + x] = (float)rgb[(size_t)y * stride + (size_t)x * 3 + ch] / 127.5f - 1.0f;
+   }
+   rc = encode_impl(e, 1, ids, rids, img, cond, "encode_reference", err, errlen);
+   free(img);
+   return rc;
 }
 
 int shapes_text_hidden(const shapes_engine_t *e, uint32_t n, const int32_t *ids, int layers, float *h,
@@ -753,7 +965,8 @@ int shapes_text_hidden(const shapes_engine_t *e, uint32_t n, const int32_t *ids,
          eerr(err, errlen, "out of memory");
          return SHAPES_ENOMEM;
       }
-      text_forward(e, w, m, ids + (size_t)done * L, layers, h + (size_t)done * L * D, NULL);
+      text_forward(e, w, m, ids + (size_t)done * L, L, e->tok_emb, e->pos_emb, layers, h + (size_t)done * L * D, NULL,
+                   0, -1);
       ws_release(mut(e), w);
       done += (uint32_t)m;
    }
@@ -805,8 +1018,9 @@ static void resblock(const shapes_engine_t *e, workspace_t *w, int n, const resb
 static void prologue_impl(const shapes_engine_t *e, workspace_t *w, int n, const float *x, const float *t,
                           const float *cond, float *hidden, float *context) {
    const shapes_config_t *c = &e->cfg;
-   const int F = c->time_freq_dim, half = F / 2, C = c->cond_dim, D = c->width, L = c->max_tokens;
+   const int F = c->time_freq_dim, half = F / 2, C = c->cond_dim, D = c->width, L = c->text_tokens;
    const int ldc = c->context_size, S1 = e->S1, S2 = e->S2, H1 = e->H1, P = c->patch, IS = c->image_size;
+   /* L: the text prefix (caption, and a corrector's reflection); the pooled vector follows it. */
    /* Condition vector cs = SiLU(t_mlp(temb(t)) + text_pool(pooled)), into the context. */
    for (int b = 0; b < n; b++) {
       const float arg0 = t[b] * 1000.0f;
@@ -823,18 +1037,26 @@ static void prologue_impl(const shapes_engine_t *e, workspace_t *w, int n, const
    op_linear(n, 1, C, D, cond + (size_t)L * D, c->condition_size, e->text_pool.w, e->text_pool.b, 1.0f, context, ldc);
    for (int b = 0; b < n; b++)
       op_silu(context + (size_t)b * ldc, (size_t)C);
-   /* pixel_unshuffle into pixel-major z[(b*H1 + y)*H1 + x][ch*P*P + i*P + j] = x[b][ch][P*y + i][P*x + j]. */
-   const int p2c = e->p2c, c0 = c->ch0, c1 = c->ch1;
-   for (int b = 0; b < n; b++)
+   /* pixel_unshuffle into pixel-major z[(b*H1 + y)*H1 + x][ch*P*P + i*P + j] = x[b][ch][P*y + i][P*x + j];
+    * a corrector's reference image (behind the pooled vector in the condition) continues the
+    * channels: pixel_unshuffle(concat(x, reference)). */
+   const int p2c = e->p2c_in, c0 = c->ch0, c1 = c->ch1, CI = c->in_channels, CR = c->cond_channels;
+   for (int b = 0; b < n; b++) {
+      const float *ref = cond + (size_t)b * c->condition_size + (size_t)(L + 1) * D;
       for (int y = 0; y < H1; y++)
          for (int xx = 0; xx < H1; xx++) {
             float *dst = w->z + (((size_t)b * H1 + y) * H1 + xx) * p2c;
-            for (int ch = 0; ch < c->in_channels; ch++)
+            for (int ch = 0; ch < CI; ch++)
                for (int i = 0; i < P; i++)
                   for (int j = 0; j < P; j++)
                      dst[ch * P * P + i * P + j] =
-                        x[(((size_t)b * c->in_channels + ch) * IS + (size_t)(P * y + i)) * IS + P * xx + j];
+                        x[(((size_t)b * CI + ch) * IS + (size_t)(P * y + i)) * IS + P * xx + j];
+            for (int ch = 0; ch < CR; ch++)
+               for (int i = 0; i < P; i++)
+                  for (int j = 0; j < P; j++)
+                     dst[(CI + ch) * P * P + i * P + j] = ref[((size_t)ch * IS + (size_t)(P * y + i)) * IS + P * xx + j];
          }
+   }
    float *s1 = w->cat1 + c0; /* second column block of the dec0 concat, row stride 2*c0 */
    float *s2 = w->cat2 + c1; /* second column block of the dec1 concat, row stride 2*c1 */
    op_conv3x3(n, H1, H1, p2c, w->z, p2c, c0, 1, e->stem.w, e->stem.b, 0.0f, w->h16, c0, w->col);
@@ -850,7 +1072,8 @@ static void prologue_impl(const shapes_engine_t *e, workspace_t *w, int n, const
       for (int p = 0; p < S2; p++)
          memcpy(ctx + (size_t)p * c1, s2 + ((size_t)b * S2 + p) * 2 * c1, (size_t)c1 * sizeof(float));
    }
-   /* Image tokens = the enc1 pixels (row-major y*W + x) -> img_in -> + img_pos; sequence = [txt; tokens]. */
+   /* Image tokens = the enc1 pixels (row-major y*W + x) -> img_in -> + img_pos; sequence = [txt; tokens]
+    * (txt = caption, then a corrector's reflection: the first L rows of the condition). */
    op_linear(n, S2, D, c1, s2, 2 * c1, e->img_in.w, e->img_in.b, 0.0f, w->tmp, D);
    for (int b = 0; b < n; b++) {
       float *seq = hidden + (size_t)b * c->hidden_size;
@@ -904,7 +1127,7 @@ static void block_impl(const shapes_engine_t *e, workspace_t *w, int index, int 
 static void epilogue_impl(const shapes_engine_t *e, workspace_t *w, int n, const float *hidden,
                           const float *context, float *v, float *mid_out) {
    const shapes_config_t *c = &e->cfg;
-   const int D = c->width, L = c->max_tokens, S1 = e->S1, S2 = e->S2, C = c->cond_dim, ldc = c->context_size;
+   const int D = c->width, L = c->text_tokens, S1 = e->S1, S2 = e->S2, C = c->cond_dim, ldc = c->context_size;
    const int c0 = c->ch0, c1 = c->ch1, P = c->patch, IS = c->image_size, H1 = e->H1, H2 = e->H2, p2c = e->p2c;
    float *s1 = w->cat1 + c0, *s2 = w->cat2 + c1;
    for (int b = 0; b < n; b++) {

@@ -15,7 +15,22 @@
  *   condition            : [max_tokens * width] text-encoder output, then [width] its mean
  *   hidden (block state) : [tokens = max_tokens + n_img][width], text tokens first
  *   context (block state): engine-private layout of context_size floats (conditioning
- *                          vector and the encoder skips); produced by shapes_prologue. */
+ *                          vector and the encoder skips); produced by shapes_prologue.
+ *
+ * Corrector exports (metadata format "assay-shapes-corrector-v1", tools/corrector/
+ * corrector_model.py: ReflectionFlow's corrector, the base model tuned to take a flawed
+ * reference image and a reflection text) widen the condition and nothing else:
+ *   reflection tokens    : int32 [ref_tokens] (their own vocabulary, metadata ref_vocab)
+ *   condition            : [max_tokens * width] caption encoding,
+ *                          [ref_tokens * width] reflection encoding (same text encoder blocks
+ *                          and final norm, its own token and position embeddings),
+ *                          [width] the mean of the CAPTION tokens only,
+ *                          [cond_channels][image_size][image_size] the reference image in
+ *                          [-1, 1] (all zeros = no reference)
+ *   hidden (block state) : [text_tokens + n_img][width], text_tokens = max_tokens + ref_tokens
+ *   the stem reads pixel_unshuffle(concat(x, reference)): (in_channels + cond_channels) *
+ *   patch^2 input channels. For a base model ref_tokens = cond_channels = 0 and every layout
+ *   above is the base one. */
 #pragma once
 
 #include <stddef.h>
@@ -37,8 +52,8 @@ typedef struct shapes_config {
    /* Derived. */
    int latent_size;    /* in_channels * image_size^2 floats per sample */
    int n_img;          /* image tokens in the middle stack */
-   int n_seq;          /* max_tokens + n_img */
-   int condition_size; /* max_tokens * width + width */
+   int n_seq;          /* text_tokens + n_img */
+   int condition_size; /* text_tokens * width + width + cond_channels * image_size^2 */
    int hidden_size;    /* n_seq * width */
    int context_size;   /* cond_dim + ch0 * (image/patch)^2 + ch1 * (image/patch/2)^2 */
    /* Sampling defaults: metadata "default_steps" / "default_guidance" / "schedule_shift"
@@ -46,6 +61,13 @@ typedef struct shapes_config {
    int default_steps;
    float default_guidance, schedule_shift;
    long long train_steps; /* metadata "steps", -1 if absent */
+   /* Corrector only (config keys cond_channels, ref_tokens, ref_vocab_size); 0 for a base
+    * model. Kept last: tools/bench_engine.py mirrors the fields above with ctypes. */
+   int cond_channels;  /* reference image channels (3: RGB) */
+   int ref_tokens;     /* reflection tokens */
+   int ref_vocab_size; /* reflection vocabulary (metadata ref_vocab) */
+   int text_tokens;    /* max_tokens + ref_tokens: the text prefix of the middle stack */
+   int is_corrector;   /* format "assay-shapes-corrector-v1" */
 } shapes_config_t;
 
 /* Multiply-adds per sample (for reporting FLOP savings of block caching). */
@@ -71,14 +93,36 @@ void shapes_engine_set_threads(int threads);
  * Unicode spaces such as U+00A0, which here make the word unknown instead. */
 int shapes_tokenize(const shapes_engine_t *e, const char *caption, int32_t *ids, char *err,
                     size_t errlen);
-/* Text encoder for n token rows -> n conditions (condition_size floats each). */
+/* Text encoder for n token rows -> n conditions (condition_size floats each). On a
+ * corrector: empty reflection and no reference image (zeros), = shapes_encode_cond with
+ * ref_ids and ref_img NULL. */
 int shapes_encode_text(const shapes_engine_t *e, uint32_t n, const int32_t *ids, float *cond,
                        char *err, size_t errlen);
+/* Corrector: n conditions from caption ids [n * max_tokens], reflection ids
+ * [n * ref_tokens] (NULL = empty reflections) and reference images
+ * [n * cond_channels * image_size^2] floats (NULL = no reference, zeros; copied as given).
+ * A base model takes only NULL ref_ids / ref_img (else SHAPES_EINVAL). Batch-invariant. */
+int shapes_encode_cond(const shapes_engine_t *e, uint32_t n, const int32_t *ids, const int32_t *ref_ids,
+                       const float *ref_img, float *cond, char *err, size_t errlen);
+/* Corrector: the reflection tokenizer (data.py encode_reflection): ASCII lower-case, "." is a
+ * token of its own, split on whitespace (ASCII, and 0x1c..0x1f like Python's str.split),
+ * words outside metadata ref_vocab (and "<pad>") -> <unk>, right-pad with 0, truncate to
+ * ref_tokens. Never fails on text: any instruction is fine. ids[ref_tokens]. SHAPES_EINVAL
+ * on NULL arguments or a base model. */
+int shapes_tokenize_reflection(const shapes_engine_t *e, const char *text, int32_t *ids, char *err,
+                               size_t errlen);
+/* Corrector: one condition from a caption (rules of shapes_tokenize: unknown words and too
+ * long captions are errors), an instruction (shapes_tokenize_reflection: never an error) and
+ * the reference image as 8-bit RGB, image_size x image_size pixels, rows `stride` bytes apart
+ * (>= 3 * image_size), mapped to [-1, 1] as data.py to_float does: v / 127.5f - 1.0f (float32,
+ * the same bits). rgb NULL = no reference (zeros). On a base model SHAPES_EINVAL. */
+int shapes_encode_reference(const shapes_engine_t *e, const char *caption, const char *instruction,
+                            const uint8_t *rgb, size_t stride, float *cond, char *err, size_t errlen);
 /* Test tap: the text encoder's hidden state after the first `layers` text blocks (no final
  * LayerNorm), h[n * max_tokens * width]. */
 int shapes_text_hidden(const shapes_engine_t *e, uint32_t n, const int32_t *ids, int layers, float *h,
                        char *err, size_t errlen);
-/* tokenize + encode_text for one caption. */
+/* tokenize + encode_text for one caption (corrector: empty reflection, no reference). */
 int shapes_encode(const shapes_engine_t *e, const char *caption, float *cond, char *err,
                   size_t errlen);
 

@@ -1,6 +1,11 @@
-/* test_engine.c: the C engine against PyTorch reference vectors (export_vectors.py).
+/* test_engine.c: the C engine against PyTorch reference vectors (export_vectors.py; for a
+ * corrector, tools/corrector/export_vectors.py).
  *
  *   test_engine WEIGHTS TESTVECTORS
+ *
+ * A corrector (format assay-shapes-corrector-v1) runs the same checks on its widened
+ * condition (caption, reflection, reference image), plus the reflection tokenizer and
+ * shapes_encode_reference (8-bit image -> the same condition bits as the float path).
  *
  * Checks: the vectors belong to these weights (sha256), tokenizer cases, text encoder
  * (after block 0 and final), conditioning vector, encoder output, sequence before/after the
@@ -186,10 +191,28 @@ static void test_batch_invariance(const shapes_engine_t *e) {
       for (int k = 0; k < words; k++)
          ids[(size_t)i * L + k] = 1 + (int)(tb_uniform(&s) * (float)(c->vocab_size - 1)) % (c->vocab_size - 1);
    }
+   /* A corrector: random reflections (some empty) and reference images (some absent). */
+   const size_t RT = (size_t)c->ref_tokens, IMG = (size_t)c->cond_channels * c->image_size * c->image_size;
+   int32_t *rids = NULL;
+   float *rimg = NULL;
+   if (c->is_corrector) {
+      rids = calloc(POOL * RT, sizeof *rids);
+      rimg = calloc(POOL * IMG, sizeof *rimg);
+      for (int i = 0; i < POOL; i++) {
+         const int words = i % 3 == 2 ? 0 : 1 + (int)(tb_uniform(&s) * (float)RT) % (int)RT;
+         for (int k = 0; k < words; k++)
+            rids[(size_t)i * RT + k] = 1 + (int)(tb_uniform(&s) * (float)(c->ref_vocab_size - 1)) % (c->ref_vocab_size - 1);
+         if (i % 4 != 3)
+            for (size_t k = 0; k < IMG; k++) rimg[(size_t)i * IMG + k] = 2.0f * tb_uniform(&s) - 1.0f;
+      }
+   }
    /* Conditions one at a time, then the text encoder on all rows at once must agree. */
    for (int i = 0; i < POOL; i++)
-      CHECK(shapes_encode_text(e, 1, ids + (size_t)i * L, cond + (size_t)i * cs, NULL, 0) == 0, "encode_text");
-   CHECK(shapes_encode_text(e, POOL, ids, bc, NULL, 0) == 0, "encode_text");
+      CHECK(shapes_encode_cond(e, 1, ids + (size_t)i * L, rids ? rids + (size_t)i * RT : NULL,
+                               rimg ? rimg + (size_t)i * IMG : NULL, cond + (size_t)i * cs, NULL, 0) == 0, "encode_cond");
+   CHECK(shapes_encode_cond(e, POOL, ids, rids, rimg, bc, NULL, 0) == 0, "encode_cond");
+   free(rids);
+   free(rimg);
    int enc_bad = 0;
    for (int i = 0; i < POOL; i++) enc_bad += memcmp(bc + (size_t)i * cs, cond + (size_t)i * cs, cs * sizeof *bc) != 0;
    printf("  %-22s %d of %d conditions differ between a batch of %d and one at a time\n", "encode batch-invariant",
@@ -358,6 +381,15 @@ int main(int argc, char **argv) {
           c->width, c->mid_layers, c->text_layers, c->condition_size, c->hidden_size, c->context_size);
    const char *ml = st_meta(vec, "mid_layers");
    CHECK(ml != NULL && atoi(ml) == c->mid_layers, "vectors mid_layers %s != engine %d", ml ? ml : "?", c->mid_layers);
+   const int corrector = c->is_corrector;
+   if (corrector)
+      printf("  corrector: reflection %d tokens (vocabulary %d), reference %d x %d x %d, text prefix %d tokens\n",
+             c->ref_tokens, c->ref_vocab_size, c->cond_channels, c->image_size, c->image_size, c->text_tokens);
+   CHECK((st_find(vec, "ref_tokens") != NULL) == (corrector != 0),
+         "the vectors are %s vectors, the weights %s", st_find(vec, "ref_tokens") ? "corrector" : "base model",
+         corrector ? "a corrector" : "a base model");
+   if ((st_find(vec, "ref_tokens") != NULL) != (corrector != 0))
+      return tu_finish();
 
    /* 2. Tokenizer. */
    const char *cases_json = st_meta(vec, "tokenizer_cases");
@@ -379,6 +411,35 @@ int main(int argc, char **argv) {
       }
    }
    sj_free(cases);
+   if (corrector) {
+      /* 2b. Reflection tokenizer (data.encode_reflection): never an error. */
+      const char *rj = st_meta(vec, "reflection_tokenizer_cases");
+      sj_value *rc_cases = rj ? sj_parse(rj, strlen(rj), err, sizeof err) : NULL;
+      CHECK(rc_cases != NULL && rc_cases->type == SJ_ARRAY, "reflection_tokenizer_cases metadata missing or bad");
+      int rbad = 0;
+      for (size_t i = 0; rc_cases != NULL && i < rc_cases->length; i++) {
+         const sj_value *cs = &rc_cases->items[i];
+         int32_t rid[1024];
+         int rc = shapes_tokenize_reflection(e, cs->items[0].string, rid, err, sizeof err);
+         int same = rc == SHAPES_OK && cs->items[1].length == (size_t)c->ref_tokens;
+         for (int k = 0; same && k < c->ref_tokens; k++)
+            same = (uint64_t)rid[k] == cs->items[1].items[k].uint_value;
+         CHECK(same, "tokenize_reflection(\"%s\") differs from data.encode_reflection (rc %d)", cs->items[0].string, rc);
+         rbad += !same;
+      }
+      printf("  reflection tokenizer: %zu cases, %d differ from data.encode_reflection\n",
+             rc_cases ? rc_cases->length : 0, rbad);
+      sj_free(rc_cases);
+      int32_t rid[1024];
+      CHECK(shapes_tokenize_reflection(e, NULL, rid, err, sizeof err) == SHAPES_EINVAL, "NULL reflection accepted");
+   } else {
+      int32_t rid[1024];
+      float one[8];
+      CHECK(shapes_tokenize_reflection(e, "Make it red.", rid, err, sizeof err) == SHAPES_EINVAL && strstr(err, "base model"),
+            "a base model must refuse a reflection: %s", err);
+      CHECK(shapes_encode_reference(e, "a red circle", "", NULL, 0, one, err, sizeof err) == SHAPES_EINVAL &&
+               strstr(err, "not a corrector"), "a base model must refuse encode_reference: %s", err);
+   }
 
    /* 3. Forward pieces. */
    size_t nx, ntok;
@@ -386,14 +447,39 @@ int main(int argc, char **argv) {
    const uint32_t R = (uint32_t)(ntok / (size_t)c->max_tokens);
    int32_t *ids = malloc(ntok * sizeof *ids);
    for (size_t i = 0; i < ntok; i++) ids[i] = (int32_t)tokf[i];
-   const size_t L = (size_t)c->max_tokens, D = (size_t)c->width;
+   const size_t L = (size_t)c->max_tokens, D = (size_t)c->width, T = (size_t)c->text_tokens;
+   const size_t RT = (size_t)c->ref_tokens, IMG = (size_t)c->cond_channels * c->image_size * c->image_size;
    float *cond = malloc((size_t)R * c->condition_size * sizeof *cond);
+   int32_t *rids = NULL;
+   float *rimg = NULL;
+   if (corrector) {
+      size_t nr;
+      float *rf = get("ref_tokens", &nr);
+      CHECK(nr == R * RT, "ref_tokens: %zu ids for %u rows of %zu", nr, R, RT);
+      rids = malloc(nr * sizeof *rids);
+      for (size_t i = 0; i < nr; i++) rids[i] = (int32_t)rf[i];
+      free(rf);
+      rimg = get("ref_img", NULL);
+   }
    float *h0 = malloc((size_t)R * L * D * sizeof *h0);
    CHECK(shapes_text_hidden(e, R, ids, 1, h0, err, sizeof err) == 0, "text_hidden: %s", err);
    float *ref = get("txt_block0", NULL);
    CHECK_CLOSE("text block 0", h0, ref, R * L * D, TOL);
    free(ref);
-   CHECK(shapes_encode_text(e, R, ids, cond, err, sizeof err) == 0, "encode_text: %s", err);
+   CHECK(shapes_encode_cond(e, R, ids, rids, rimg, cond, err, sizeof err) == 0, "encode_cond: %s", err);
+   if (corrector) {
+      float *rt = malloc(R * RT * D * sizeof *rt);
+      for (uint32_t r = 0; r < R; r++)
+         memcpy(rt + r * RT * D, cond + (size_t)r * c->condition_size + L * D, RT * D * sizeof *rt);
+      float *rref = get("ref_txt", NULL);
+      CHECK_CLOSE("ref_txt (reflection)", rt, rref, R * RT * D, TOL);
+      free(rt);
+      free(rref);
+      int img_same = 1;
+      for (uint32_t r = 0; r < R; r++)
+         img_same &= memcmp(cond + (size_t)r * c->condition_size + (T + 1) * D, rimg + r * IMG, IMG * sizeof *rimg) == 0;
+      CHECK(img_same, "the condition's reference image is not the one given");
+   }
    float *txt = malloc((size_t)R * L * D * sizeof *txt);
    for (uint32_t r = 0; r < R; r++)
       memcpy(txt + r * L * D, cond + (size_t)r * c->condition_size, L * D * sizeof *txt);
@@ -405,7 +491,7 @@ int main(int argc, char **argv) {
       for (size_t d = 0; d < D; d++) {
          double s = 0.0;
          for (size_t l = 0; l < L; l++) s += ref[(r * L + l) * D + d];
-         double got = cond[(size_t)r * c->condition_size + L * D + d];
+         double got = cond[(size_t)r * c->condition_size + T * D + d];
          if (fabs(got - s / (double)L) > perr) perr = fabs(got - s / (double)L);
       }
    printf("  %-22s max|err| %.3g\n", "pooled", perr);
@@ -413,9 +499,19 @@ int main(int argc, char **argv) {
    free(ref);
    /* a caption through the public encode equals the tokens path */
    float *cond1 = malloc((size_t)c->condition_size * sizeof *cond1);
-   CHECK(shapes_encode(e, "a red circle left of a blue square", cond1, err, sizeof err) == 0, "encode: %s", err);
    {
-      /* same batch size (1) -> same bits; row 0 of the vectors is that caption */
+      /* row 0's caption: the base vectors' first prompt, or the corrector vectors' first row */
+      char caption0[256] = "a red circle left of a blue square";
+      const char *rows_json = corrector ? st_meta(vec, "rows") : NULL;
+      sj_value *rows = rows_json ? sj_parse(rows_json, strlen(rows_json), err, sizeof err) : NULL;
+      if (rows != NULL && rows->type == SJ_ARRAY && rows->length > 0 && rows->items[0].type == SJ_ARRAY)
+         snprintf(caption0, sizeof caption0, "%s", rows->items[0].items[0].string);
+      sj_free(rows);
+      CHECK(shapes_encode(e, caption0, cond1, err, sizeof err) == 0, "encode: %s", err);
+   }
+   {
+      /* same batch size (1) -> same bits; row 0 of the vectors is that caption (on a corrector
+       * both are the caption with an empty reflection and no reference) */
       float *one = malloc((size_t)c->condition_size * sizeof *one);
       shapes_encode_text(e, 1, ids, one, NULL, 0);
       CHECK(memcmp(cond1, one, (size_t)c->condition_size * sizeof *one) == 0, "encode(caption) != encode_text(ids)");
@@ -423,6 +519,47 @@ int main(int argc, char **argv) {
    }
    CHECK(shapes_encode(e, "a purple circle", cond1, err, sizeof err) == SHAPES_EINVAL && strstr(err, "purple"),
          "unknown word should be refused naming it: %s", err);
+   if (corrector) {
+      /* encode_reference (8-bit image, texts) == the vectors' float path, bit for bit: rows
+       * 0..2 carry an image (ref_rgb), row 3 none. */
+      const char *rows_json = st_meta(vec, "rows");
+      sj_value *rows = rows_json ? sj_parse(rows_json, strlen(rows_json), err, sizeof err) : NULL;
+      CHECK(rows != NULL && rows->type == SJ_ARRAY && rows->length == R, "rows metadata missing or bad");
+      float *rgbf = get("ref_rgb", NULL);
+      const int S = c->image_size;
+      const size_t stride = (size_t)3 * S + 5; /* a padded row: the stride is honoured */
+      uint8_t *rgb = calloc((size_t)S * stride, 1);
+      int same = 0;
+      for (uint32_t r = 0; rows != NULL && r < R && r < rows->length; r++) {
+         for (int y = 0; y < S; y++)
+            for (int k = 0; k < 3 * S; k++) rgb[(size_t)y * stride + k] = (uint8_t)rgbf[((size_t)r * S + y) * 3 * S + k];
+         const sj_value *row = &rows->items[r];
+         const int rc = shapes_encode_reference(e, row->items[0].string, row->items[1].string, r == 3 ? NULL : rgb, stride,
+                                                cond1, err, sizeof err);
+         CHECK(rc == 0, "encode_reference row %u: %s", r, err);
+         same += rc == 0 && memcmp(cond1, cond + (size_t)r * c->condition_size, (size_t)c->condition_size * sizeof *cond1) == 0;
+      }
+      printf("  encode_reference: %d of %u rows equal encode_cond of the vectors' tokens and images bit for bit\n", same, R);
+      CHECK(same == (int)R, "encode_reference differs from encode_cond (%d of %u equal)", same, R);
+      CHECK(shapes_encode_reference(e, "a red circle", "", rgb, (size_t)3 * S - 1, cond1, err, sizeof err) == SHAPES_EINVAL &&
+               strstr(err, "stride"), "a short stride must be refused: %s", err);
+      CHECK(shapes_encode_reference(e, "a red circle", NULL, rgb, stride, cond1, err, sizeof err) == SHAPES_EINVAL,
+            "a NULL instruction must be refused");
+      CHECK(shapes_encode_reference(e, "a purple circle", "", rgb, stride, cond1, err, sizeof err) == SHAPES_EINVAL &&
+               strstr(err, "purple"), "an unknown caption word must be refused: %s", err);
+      CHECK(shapes_encode_reference(e, "a red circle", "Zorgle the blorp, then FLIP it!", rgb, stride, cond1, err,
+                                    sizeof err) == 0, "unknown instruction words are not an error: %s", err);
+      /* a plain encode = empty reflection, no reference */
+      float *c2 = malloc((size_t)c->condition_size * sizeof *c2);
+      shapes_encode(e, "a red circle", cond1, NULL, 0);
+      shapes_encode_reference(e, "a red circle", "", NULL, 0, c2, NULL, 0);
+      CHECK(memcmp(cond1, c2, (size_t)c->condition_size * sizeof *c2) == 0,
+            "encode(caption) != encode_reference(caption, \"\", no image)");
+      free(c2);
+      free(rgb);
+      free(rgbf);
+      sj_free(rows);
+   }
 
    float *hidden = malloc((size_t)R * c->hidden_size * sizeof *hidden);
    float *context = malloc((size_t)R * c->context_size * sizeof *context);
@@ -499,7 +636,19 @@ int main(int argc, char **argv) {
       int32_t *sid = calloc((size_t)2 * B * L, sizeof *sid); /* B prompts then B empty prompts */
       for (size_t i = 0; i < B * L; i++) sid[i] = (int32_t)stf[i];
       float *sc = malloc((size_t)2 * B * c->condition_size * sizeof *sc);
-      shapes_encode_text(e, 2 * B, sid, sc, NULL, 0);
+      if (corrector) {
+         /* negative: empty caption and reflection, the SAME reference image */
+         float *srf = get("sample_ref_tokens", NULL), *simg = get("sample_ref_img", NULL);
+         int32_t *srid = calloc((size_t)2 * B * RT, sizeof *srid);
+         float *simg2 = malloc((size_t)2 * B * IMG * sizeof *simg2);
+         for (size_t i = 0; i < B * RT; i++) srid[i] = (int32_t)srf[i];
+         memcpy(simg2, simg, B * IMG * sizeof *simg2);
+         memcpy(simg2 + B * IMG, simg, B * IMG * sizeof *simg2);
+         CHECK(shapes_encode_cond(e, 2 * B, sid, srid, simg2, sc, err, sizeof err) == 0, "encode_cond: %s", err);
+         free(srf); free(simg); free(srid); free(simg2);
+      } else {
+         shapes_encode_text(e, 2 * B, sid, sc, NULL, 0);
+      }
       float *xs = malloc(2 * B * ls * sizeof *xs), *vs = malloc(2 * B * ls * sizeof *vs), *ts = malloc(2 * B * sizeof *ts);
       memcpy(xs, noise, B * ls * sizeof *xs);
       const int steps = 8;
@@ -531,6 +680,7 @@ int main(int argc, char **argv) {
 
    free(tokf); free(x); free(t); free(ids); free(cond); free(h0); free(txt); free(cond1); free(hidden);
    free(context); free(cs); free(enc1); free(mid_out); free(v_blocks); free(v); free(vref); free(v2);
+   free(rids); free(rimg);
    shapes_engine_free(e);
    st_close(vec);
    return tu_finish();
