@@ -109,6 +109,6 @@ shapes-check: $(SHE_PLUGIN) $(SHE_TESTS)
 	$(SHE_BUILD)/test_engine $(SHE_CORRECTOR) $(SHE_CORRECTOR_VECTORS) || st=1; \
 	$(SHE_BUILD)/test_engine $(SHE_DIR)/tests/fixtures/tiny.safetensors \
 	    $(SHE_DIR)/tests/fixtures/tiny-vectors.safetensors || st=1; \
-	$(SHE_BUILD)/test_corrupt $(SHE_WEIGHTS) $(SHE_BUILD)/corrupt || st=1; \
+	$(SHE_BUILD)/test_corrupt $(SHE_WEIGHTS) $(SHE_BUILD)/corrupt $(SHE_CORRECTOR) || st=1; \
 	$(SHE_BUILD)/test_plugin $(SHE_PLUGIN) $(SHE_WEIGHTS) $(SHE_TURBO) $(SHE_DIR)/tests/fixtures/tiny.safetensors || st=1; \
 	exit $$st

@@ -1,6 +1,11 @@
 /* test_corrupt.c: damaged weights files are refused with a clear reason, never a crash.
  *
- *   test_corrupt WEIGHTS SCRATCH_DIR
+ *   test_corrupt WEIGHTS SCRATCH_DIR [CORRECTOR_WEIGHTS]
+ *
+ * With a corrector export (tools/corrector/) also: its own refusals (no or malformed
+ * base_sha256, wrong shapes of the widened stem and the reflection embeddings, a missing
+ * reflection tensor, corrector keys under the base format, config / metadata mismatches,
+ * truncation) and random damage.
  *
  * Builds variants of a good weights file in SCRATCH_DIR (header length huge / past EOF,
  * bad JSON, wrong dtype, wrong shape, inconsistent or overlapping data offsets, data past
@@ -115,21 +120,108 @@ static void test_json(void) {
    printf("  JSON parser: %zu invalid texts refused, escapes/numbers/literals decoded\n", sizeof bad / sizeof bad[0]);
 }
 
+/* Loads a good file into orig / orig_size / hdr_len. */
+static int load_orig(const char *path) {
+   free(orig);
+   orig = tu_read_file(path, &orig_size);
+   if (orig == NULL || orig_size < 8) {
+      printf("FAIL cannot read %s\n", path);
+      tu_failed++;
+      return 0;
+   }
+   hdr_len = 0;
+   for (int i = 7; i >= 0; i--) hdr_len = hdr_len << 8 | orig[i];
+   return 1;
+}
+
+/* Random damage to the header (and truncation): never a crash, every refusal with a message. */
+static void fuzz(const char *name, int iterations, unsigned seed) {
+   char p[4200], err[1024];
+   int loaded = 0, refused = 0, silent = 0;
+   unsigned char *b = malloc(orig_size);
+   path_of(p, sizeof p, name);
+   for (int it = 0; it < iterations; it++) {
+      memcpy(b, orig, orig_size);
+      size_t keep = orig_size;
+      for (int k = 0; k < 1 + it % 4; k++) {
+         seed = seed * 1103515245u + 12345u;
+         size_t pos = (seed >> 8) % (8 + hdr_len);
+         seed = seed * 1103515245u + 12345u;
+         b[pos] = (unsigned char)(seed >> 16);
+      }
+      if (it % 5 == 0) {
+         seed = seed * 1103515245u + 12345u;
+         keep = (seed >> 4) % orig_size;
+      }
+      write_file(p, b, keep, NULL, 0);
+      shapes_engine_t *e = shapes_engine_load(p, err, sizeof err);
+      if (e != NULL) loaded++; else refused++;
+      if (e == NULL && err[0] == 0) silent++;
+      shapes_engine_free(e);
+   }
+   free(b);
+   CHECK(silent == 0, "%d refusals came without a message", silent);
+   printf("  random damage: %d variants, %d refused with a message, %d loaded, no crash\n", iterations, refused, loaded);
+}
+
+static void test_corrector(const char *path) {
+   if (!load_orig(path)) return;
+   printf("test_corrupt (corrector): %s (%zu bytes, header %zu)\n", path, orig_size, hdr_len);
+   char p[4200], err[1024];
+   path_of(p, sizeof p, "corrector-good.safetensors");
+   variant(p, NULL, NULL, 0);
+   shapes_engine_t *e = shapes_engine_load(p, err, sizeof err);
+   CHECK(e != NULL && shapes_engine_config(e)->is_corrector, "the untouched corrector must load as a corrector: %s",
+         e ? "loaded as a base model" : err);
+   shapes_engine_free(e);
+   static const struct { const char *label, *file, *find, *repl, *expect; } cases[] = {
+      {"no base_sha256", "c-no-base.safetensors", "\"base_sha256\":", "\"base_sha257\":", "base_sha256"},
+      {"malformed base_sha256", "c-bad-base.safetensors", "\"base_sha256\":\"", "\"base_sha256\":\"Z", "malformed"},
+      {"stem shape", "c-stem.safetensors", "\"stem.weight\":{\"dtype\":\"F16\",\"shape\":[64,24,3,3]",
+       "\"stem.weight\":{\"dtype\":\"F16\",\"shape\":[24,64,3,3]",
+       "tensor \"stem.weight\" has shape [24, 64, 3, 3]; the config requires [64, 24, 3, 3]"},
+      {"ref.tok_emb shape", "c-tok.safetensors", "\"ref.tok_emb.weight\":{\"dtype\":\"F16\",\"shape\":[44,160]",
+       "\"ref.tok_emb.weight\":{\"dtype\":\"F16\",\"shape\":[160,44]",
+       "tensor \"ref.tok_emb.weight\" has shape [160, 44]; the config requires [44, 160]"},
+      {"ref.pos_emb shape", "c-pos.safetensors", "\"ref.pos_emb\":{\"dtype\":\"F16\",\"shape\":[1,24,160]",
+       "\"ref.pos_emb\":{\"dtype\":\"F16\",\"shape\":[24,1,160]",
+       "tensor \"ref.pos_emb\" has shape [24, 1, 160]; the config requires [1, 24, 160]"},
+      {"missing ref.pos_emb", "c-missing.safetensors", "\"ref.pos_emb\"", "\"ref.pos_emX\"", "lacks tensor \"ref.pos_emb\""},
+      {"config ref_tokens 25", "c-rt.safetensors", "ref_tokens\\\": 24", "ref_tokens\\\": 25",
+       "\"ref.pos_emb\" has shape [1, 24, 160]; the config requires [1, 25, 160]"},
+      {"config ref_vocab_size 45", "c-rv.safetensors", "ref_vocab_size\\\": 44", "ref_vocab_size\\\": 45",
+       "\"ref_vocab\" must be a JSON array of 45 strings"},
+      {"config cond_channels 4", "c-cc.safetensors", "cond_channels\\\": 3", "cond_channels\\\": 4", "cond_channels"},
+      {"no ref_tokens key", "c-nokey.safetensors", "ref_tokens\\\": 24", "ref_tokenz\\\": 24", "\"ref_tokens\""},
+      {"no ref_vocab", "c-novocab.safetensors", "\"ref_vocab\":", "\"ref_vocaX\":", "\"ref_vocab\""},
+      {"ref_vocab without <unk>", "c-nounk.safetensors", "\\\"<unk>\\\"", "\\\"<unq>\\\"", "<unk>"},
+      {"corrector as base format", "c-format.safetensors", "assay-shapes-corrector-v1", "assay-shapes-flow-v1",
+       "corrector key"},
+   };
+   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      path_of(p, sizeof p, cases[i].file);
+      CHECK(variant(p, cases[i].find, cases[i].repl, 0), "%s: pattern not found in the corrector's header", cases[i].label);
+      expect_fail(cases[i].label, p, cases[i].expect);
+   }
+   path_of(p, sizeof p, "c-truncated.safetensors");
+   variant(p, NULL, NULL, orig_size - 1000);
+   expect_fail("corrector truncated", p, "past the end of the file");
+   path_of(p, sizeof p, "c-truncated-header.safetensors");
+   variant(p, NULL, NULL, 8 + hdr_len / 3);
+   expect_fail("corrector header cut", p, "header length");
+   fuzz("c-fuzz.safetensors", 100, 777);
+}
+
 int main(int argc, char **argv) {
-   if (argc != 3) {
-      fprintf(stderr, "usage: %s WEIGHTS SCRATCH_DIR\n", argv[0]);
+   if (argc != 3 && argc != 4) {
+      fprintf(stderr, "usage: %s WEIGHTS SCRATCH_DIR [CORRECTOR_WEIGHTS]\n", argv[0]);
       return 2;
    }
    test_json();
    snprintf(dir, sizeof dir, "%s", argv[2]);
    mkdir(dir, 0755);
-   orig = tu_read_file(argv[1], &orig_size);
-   if (orig == NULL || orig_size < 8) {
-      printf("FAIL cannot read %s\n", argv[1]);
-      tu_failed++;
+   if (!load_orig(argv[1]))
       return tu_finish();
-   }
-   for (int i = 7; i >= 0; i--) hdr_len = hdr_len << 8 | orig[i];
    printf("test_corrupt: %s (%zu bytes, header %zu)\n", argv[1], orig_size, hdr_len);
    char p[4200], err[1024];
 
@@ -273,34 +365,9 @@ int main(int argc, char **argv) {
 
    /* Random damage: must never crash; count how many still load (header-only damage can be
     * harmless, e.g. inside a metadata string). */
-   {
-      unsigned seed = 12345;
-      int loaded = 0, refused = 0, silent = 0;
-      unsigned char *b = malloc(orig_size);
-      path_of(p, sizeof p, "fuzz.safetensors");
-      for (int it = 0; it < 200; it++) {
-         memcpy(b, orig, orig_size);
-         size_t keep = orig_size;
-         for (int k = 0; k < 1 + it % 4; k++) {
-            seed = seed * 1103515245u + 12345u;
-            size_t pos = (seed >> 8) % (8 + hdr_len);
-            seed = seed * 1103515245u + 12345u;
-            b[pos] = (unsigned char)(seed >> 16);
-         }
-         if (it % 5 == 0) {
-            seed = seed * 1103515245u + 12345u;
-            keep = (seed >> 4) % orig_size;
-         }
-         write_file(p, b, keep, NULL, 0);
-         e = shapes_engine_load(p, err, sizeof err);
-         if (e != NULL) loaded++; else refused++;
-         if (e == NULL && err[0] == 0) silent++;
-         shapes_engine_free(e);
-      }
-      free(b);
-      CHECK(silent == 0, "%d refusals came without a message", silent);
-      printf("  random damage: 200 variants, %d refused with a message, %d loaded, no crash\n", refused, loaded);
-   }
+   fuzz("fuzz.safetensors", 200, 12345);
+   if (argc == 4)
+      test_corrector(argv[3]);
    free(orig);
    return tu_finish();
 }
