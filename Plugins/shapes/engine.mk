@@ -87,10 +87,11 @@ $(SHE_BUILD)/test_corrupt: $(SHE_DIR)/tests/test_corrupt.c $(SHE_DIR)/tests/test
 	mkdir -p $(SHE_BUILD)
 	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< $(SHE_SRCS) $(SHE_LIBS) -lm
 
+# (links the engine too: shapes-corrector's encode_reference is compared with the engine's)
 $(SHE_BUILD)/test_plugin: $(SHE_DIR)/tests/test_plugin.c $(SHE_DIR)/tests/testutil.h $(DEPS) $(SHE_DRAFT_HDRS) \
-                          $(SHE_DIR)/engine.mk
+                          $(SHE_SRCS) $(SHE_HDRS) $(SHE_DIR)/engine.mk
 	mkdir -p $(SHE_BUILD)
-	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< -ldl -pthread -lm
+	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< $(SHE_SRCS) -ldl $(SHE_LIBS) -lm
 
 $(SHE_BUILD)/bench_engine: $(SHE_DIR)/engine/bench/bench_engine.c $(SHE_DIR)/engine/engine.h $(SHE_DIR)/engine.mk
 	mkdir -p $(SHE_BUILD)
@@ -110,5 +111,6 @@ shapes-check: $(SHE_PLUGIN) $(SHE_TESTS)
 	$(SHE_BUILD)/test_engine $(SHE_DIR)/tests/fixtures/tiny.safetensors \
 	    $(SHE_DIR)/tests/fixtures/tiny-vectors.safetensors || st=1; \
 	$(SHE_BUILD)/test_corrupt $(SHE_WEIGHTS) $(SHE_BUILD)/corrupt $(SHE_CORRECTOR) || st=1; \
-	$(SHE_BUILD)/test_plugin $(SHE_PLUGIN) $(SHE_WEIGHTS) $(SHE_TURBO) $(SHE_DIR)/tests/fixtures/tiny.safetensors || st=1; \
+	$(SHE_BUILD)/test_plugin $(SHE_PLUGIN) $(SHE_WEIGHTS) $(SHE_TURBO) $(SHE_DIR)/tests/fixtures/tiny.safetensors \
+	    $(SHE_CORRECTOR) || st=1; \
 	exit $$st

@@ -1,22 +1,39 @@
-/* shapes-model.c: the "shapes" text-to-image rectified-flow model (tools/shapes/model.py)
- * and its few-step student "shapes-turbo" as Assay model plugins, running on the C engine in
- * engine/ (OpenBLAS sgemm). One library, two plugin ids, one engine with different weights:
+/* shapes-model.c: the "shapes" text-to-image rectified-flow model (tools/shapes/model.py),
+ * its few-step student "shapes-turbo" and its ReflectionFlow corrector "shapes-corrector" as
+ * Assay model plugins, running on the C engine in engine/ (OpenBLAS sgemm). One library, three
+ * plugin ids, one engine with different weights:
  *
- *   "shapes"        the base model: 20 Euler steps, guidance 1.75 (shapes-base.safetensors);
- *   "shapes-turbo"  the distilled student (tools/shapes/distill.py): 4 steps, guidance 1,
- *                   guidance distilled in, so it has no negative prompt; it also finishes a
- *                   base trajectory from any x_t in a few steps (SF2 Co-Fusion sketches)
- *                   (shapes-turbo.safetensors; refused unless its metadata names a teacher).
+ *   "shapes"           the base model: 20 Euler steps, guidance 1.75 (shapes-base.safetensors);
+ *   "shapes-turbo"     the distilled student (tools/shapes/distill.py): 4 steps, guidance 1,
+ *                      guidance distilled in, so it has no negative prompt; it also finishes a
+ *                      base trajectory from any x_t in a few steps (SF2 Co-Fusion sketches)
+ *                      (shapes-turbo.safetensors; refused unless its metadata names a teacher);
+ *   "shapes-corrector" the base model tuned to take a flawed image and a reflection (what to
+ *                      change) besides the prompt and draw the corrected image
+ *                      (tools/corrector/, model card weights/shapes-corrector.md;
+ *                      shapes-corrector.safetensors, format assay-shapes-corrector-v1, refused
+ *                      unless its metadata names the base_sha256 it was tuned from). Also
+ *                      "assay.model-reference.draft/1": encode_reference(prompt, instruction,
+ *                      32x32 RGB image) gives the condition; the host's CFG negative is
+ *                      encode_reference(negative or "", "", the same image). Its plain encode(text)
+ *                      is the prompt with an empty reflection and no reference image (rarely
+ *                      trained: use "shapes" for plain generation). Instruction words outside
+ *                      its vocabulary map to <unk>; at most 24 are read (get_info).
+ *   Base weights under "shapes-corrector", and corrector weights under "shapes" or
+ *   "shapes-turbo", are refused with the reason.
  *
  *   kind model, interfaces "assay.model/1", "assay.model-blocks/1" and (draft)
- *   "assay.latent-space.draft/1".
+ *   "assay.latent-space.draft/1"; shapes-corrector also "assay.model-reference.draft/1".
  *   Latent = pixel space: 3 x 32 x 32 floats in [-1, 1] (CHW, RGB); image 32 x 32.
  *   Latent-space id "io.assay.shapes/rgb-<C>x<H>x<W>/1" from the weights' config
  *   ("io.assay.shapes/rgb-3x32x32/1"): the same for shapes and shapes-turbo (the student
  *   was distilled on the base model's trajectories in this very space, so a latent hands
  *   over between them), another one for a differently shaped model.
  *   Condition = the text encoder's output for the prompt: max_tokens x width token states
- *   followed by their mean (8 x 160 + 160 = 1440 floats for the default config).
+ *   followed by their mean (8 x 160 + 160 = 1440 floats for the default config). The
+ *   corrector's: caption 8 x 160, reflection 24 x 160, the caption's mean 160, then the
+ *   reference image 3 x 32 x 32 in [-1, 1] (8352 floats); the latent space is the base
+ *   model's (same id: a base sample is a corrector's reference and starting point alike).
  *   Sampling defaults (steps, guidance, schedule shift) come from the weights' metadata.
  *
  * Weights: the id's file beside the installed library (the path the host passes to the
@@ -33,6 +50,7 @@
 
 #include <assay/assay.h>
 #include <assay/ext/draft/latent-space.h>
+#include <assay/ext/draft/model-reference.h>
 
 #include <math.h>
 #include <stdarg.h>
@@ -49,6 +67,7 @@ typedef struct sm_variant {
    assay_plugin_descriptor_t descriptor;
    const char *weights_file; /* default file name, beside the library */
    bool student;             /* weights must be a distilled student (metadata teacher_sha256) */
+   bool corrector;           /* weights must be a corrector export (and only this id takes one) */
 } sm_variant_t;
 
 static const sm_variant_t sm_variants[] = {
@@ -77,6 +96,20 @@ static const sm_variant_t sm_variants[] = {
       },
       .weights_file = "shapes-turbo.safetensors",
       .student = true,
+   },
+   {
+      .descriptor = {
+         .abi_version = ASSAY_VERSION_INIT,
+         .id = "shapes-corrector",
+         .name = "Shapes corrector (ReflectionFlow)",
+         .version = "1.0.0",
+         .description = "The shapes model tuned to redraw a flawed image following a reflection "
+                        "(\"Make the green triangle blue.\"): condition = prompt + instruction + "
+                        "reference image (assay.model-reference.draft/1).",
+         .kind = ASSAY_KIND_MODEL,
+      },
+      .weights_file = "shapes-corrector.safetensors",
+      .corrector = true,
    },
 };
 #define SM_VARIANT_COUNT (sizeof sm_variants / sizeof sm_variants[0])
@@ -172,6 +205,22 @@ static assay_result_t sm_init(const assay_plugin_t *plugin, const assay_options_
       return ASSAY_ERR_IO;
    }
    const char *teacher = shapes_engine_meta(self->engine, "teacher_sha256");
+   const bool is_corrector = shapes_engine_config(self->engine)->is_corrector != 0;
+   if (is_corrector && !self->variant->corrector) {
+      sm_fail(self, NULL,
+              "%s is a corrector export (format assay-shapes-corrector-v1: it also needs a flawed "
+              "image and a reflection); it belongs to the plugin id \"shapes-corrector\", this id "
+              "takes %s",
+              self->weights_path, self->variant->student ? "a distilled student" : "base model weights");
+      return ASSAY_ERR_INVALID_ARGUMENT;
+   }
+   if (self->variant->corrector && !is_corrector) {
+      sm_fail(self, NULL,
+              "%s is not a corrector export (its format is not assay-shapes-corrector-v1); base "
+              "weights belong to the \"shapes\" model, correctors come from tools/corrector/train.py",
+              self->weights_path);
+      return ASSAY_ERR_INVALID_ARGUMENT;
+   }
    if (self->variant->student && teacher == NULL) {
       sm_fail(self, NULL,
               "%s is not a distilled student (its metadata names no teacher_sha256); base "
@@ -190,6 +239,9 @@ static assay_result_t sm_init(const assay_plugin_t *plugin, const assay_options_
       if (teacher != NULL) {
          const char *distilled = shapes_engine_meta(self->engine, "distill_steps");
          snprintf(origin, sizeof origin, "distilled for %s steps from teacher %.12s", distilled ? distilled : "?", teacher);
+      } else if (is_corrector) {
+         snprintf(origin, sizeof origin, "corrector tuned from base %.12s, training step %lld",
+                  shapes_engine_meta(self->engine, "base_sha256"), self->cfg->train_steps);
       } else {
          snprintf(origin, sizeof origin, "training step %lld", self->cfg->train_steps);
       }
@@ -380,10 +432,55 @@ static const assay_latent_space_ext_t sm_latent_space_ext = {
    .id = sm_latent_space_id,
 };
 
+/* ---- assay.model-reference.draft/1 (shapes-corrector) ---------------------------------- */
+
+static void sm_reference_info(const assay_plugin_t *plugin, assay_model_reference_info_t *info) {
+   const shapes_config_t *c = sm_self(plugin)->cfg;
+   info->image_width = (uint32_t)c->image_size;
+   info->image_height = (uint32_t)c->image_size;
+   info->max_instruction_words = (uint32_t)c->ref_tokens;
+}
+
+static assay_result_t sm_encode_reference(const assay_plugin_t *plugin, const assay_call_t *call, const char *text,
+                                          const char *instruction, const assay_image_t *image, float *condition) {
+   const sm_instance_t *self = sm_self(plugin);
+   if (text == NULL || instruction == NULL || image == NULL || image->pixels == NULL || condition == NULL) {
+      sm_fail(self, call, "encode_reference got a NULL text, instruction, image, pixel buffer or condition "
+                          "buffer (host bug)");
+      return ASSAY_ERR_INVALID_ARGUMENT;
+   }
+   const uint32_t S = (uint32_t)self->cfg->image_size;
+   if (image->width != S || image->height != S) {
+      sm_fail(self, call, "encode_reference: the reference image is %ux%u; this model takes exactly %ux%u "
+                          "(get_info)", image->width, image->height, S, S);
+      return ASSAY_ERR_INVALID_ARGUMENT;
+   }
+   if (image->stride < 3 * S) {
+      sm_fail(self, call, "encode_reference: image stride %u is less than width x 3 = %u bytes", image->stride, 3 * S);
+      return ASSAY_ERR_INVALID_ARGUMENT;
+   }
+   char err[1024];
+   int rc = shapes_encode_reference(self->engine, text, instruction, image->pixels, image->stride, condition, err,
+                                    sizeof err);
+   if (rc != SHAPES_OK) {
+      sm_fail(self, call, "%s. Prompts use this grammar: \"a red circle\", \"three green triangles\", "
+                          "\"a blue square left of a yellow circle\" (at most %d words)",
+              err, self->cfg->max_tokens);
+      return sm_engine_code(rc);
+   }
+   return ASSAY_OK;
+}
+
+static const assay_model_reference_ext_t sm_reference_ext = {
+   .get_info = sm_reference_info,
+   .encode_reference = sm_encode_reference,
+};
+
 static const void *sm_get_extension(const assay_plugin_t *plugin, const char *id) {
-   (void)plugin;
    if (id == NULL)
       return NULL;
+   if (strcmp(id, ASSAY_EXT_MODEL_REFERENCE_DRAFT) == 0)
+      return sm_self(plugin)->variant->corrector ? &sm_reference_ext : NULL;
    if (strcmp(id, ASSAY_EXT_MODEL) == 0)
       return &sm_model_ext;
    if (strcmp(id, ASSAY_EXT_MODEL_BLOCKS) == 0)

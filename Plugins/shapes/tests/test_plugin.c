@@ -1,7 +1,14 @@
 /* test_plugin.c: the shapes model plugin through the Assay ABI (dlopen, entry, factory,
  * instance, assay.model/1 and assay.model-blocks/1), with a minimal fake host.
  *
- *   test_plugin PATH/shapes.so WEIGHTS TURBO_WEIGHTS [TINY_WEIGHTS]
+ *   test_plugin PATH/shapes.so WEIGHTS TURBO_WEIGHTS [TINY_WEIGHTS [CORRECTOR_WEIGHTS]]
+ *
+ * shapes-corrector (with CORRECTOR_WEIGHTS): refusals both ways (base weights under the
+ * corrector id, corrector weights under shapes / shapes-turbo), its widened condition, the
+ * base model's latent space, assay.model-reference.draft/1 (info, encode_reference equal to
+ * the engine's shapes_encode_reference bit for bit, unknown instruction words accepted, bad
+ * sizes / strides / NULLs reported through the host), blocks == velocity and batch
+ * invariance on reference conditions.
  *
  * Checks: exactly the ABI's exported symbol, descriptors (shapes, shapes-turbo), refusal
  * reasons (missing weights, base weights offered to shapes-turbo,
@@ -14,9 +21,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include <assay/assay.h>
 #include <assay/ext/draft/latent-space.h>
+#include <assay/ext/draft/model-reference.h>
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include "engine.h"
 #include "testutil.h"
 
 static char last_error[2048];
@@ -68,7 +77,9 @@ static const assay_plugin_t *make(const assay_option_t *opts, uint32_t count, as
 /* Plugin `id` finds its default weights file beside the library, as in the daemon's plugin
  * directory (skipped, saying so, when the Makefile has not copied them there). */
 static void check_beside(const char *so, const char *id) {
-   const char *file = strcmp(id, "shapes") == 0 ? "shapes-base.safetensors" : "shapes-turbo.safetensors";
+   const char *file = strcmp(id, "shapes") == 0         ? "shapes-base.safetensors"
+                      : strcmp(id, "shapes-turbo") == 0 ? "shapes-turbo.safetensors"
+                                                        : "shapes-corrector.safetensors";
    char beside[4200];
    snprintf(beside, sizeof beside, "%s", so);
    char *slash = strrchr(beside, '/');
@@ -235,9 +246,157 @@ static int batch_invariance(const assay_plugin_t *p, const assay_model_ext_t *m,
    return bad;
 }
 
+/* A 32x32-ish RGB test picture: black, a red square and a blue disc, rows `stride` bytes apart
+ * (padding bytes 0xAB: never read). */
+static void test_picture(uint8_t *rgb, uint32_t S, uint32_t stride, int variant) {
+   memset(rgb, 0xAB, (size_t)S * stride);
+   for (uint32_t y = 0; y < S; y++)
+      for (uint32_t x = 0; x < S; x++) {
+         uint8_t *px = rgb + (size_t)y * stride + x * 3;
+         const int sq = x >= 4 + (uint32_t)variant && x < 14 + (uint32_t)variant && y >= 6 && y < 16;
+         const int dx = (int)x - 22, dy = (int)y - 20, disc = dx * dx + dy * dy <= 25;
+         px[0] = sq ? 255 : 0;
+         px[1] = (uint8_t)(disc && variant ? 255 : 0);
+         px[2] = disc ? 255 : 0;
+      }
+}
+
+/* shapes-corrector through the ABI. */
+static void test_corrector(const char *so, const char *cweights, const char *weights, const char *turbo_weights,
+                           const char *base_space) {
+   (void)so;
+   (void)turbo_weights;
+   assay_result_t rc;
+   assay_option_t o_base = {"weights", ASSAY_OPTION_STRING, weights, 0};
+   CHECK(make_id("shapes-corrector", &o_base, 1, &rc) == NULL && rc == ASSAY_ERR_INVALID_ARGUMENT &&
+            strncmp(last_error, "shapes-corrector: ", 18) == 0 && strstr(last_error, "not a corrector"),
+         "base weights offered to shapes-corrector must be refused, naming the plugin: rc %d, \"%s\"", rc, last_error);
+   printf("  shapes-corrector with base weights -> %.160s...\n", last_error);
+   assay_option_t o_corr = {"weights", ASSAY_OPTION_STRING, cweights, 0};
+   CHECK(make_id("shapes", &o_corr, 1, &rc) == NULL && rc == ASSAY_ERR_INVALID_ARGUMENT &&
+            strncmp(last_error, "shapes: ", 8) == 0 && strstr(last_error, "\"shapes-corrector\""),
+         "corrector weights offered to shapes must be refused, naming the right id: rc %d, \"%s\"", rc, last_error);
+   printf("  shapes with corrector weights -> %.160s...\n", last_error);
+   CHECK(make_id("shapes-turbo", &o_corr, 1, &rc) == NULL && rc == ASSAY_ERR_INVALID_ARGUMENT &&
+            strstr(last_error, "\"shapes-corrector\""),
+         "corrector weights offered to shapes-turbo must be refused: rc %d, \"%s\"", rc, last_error);
+
+   const assay_plugin_t *pc = make_id("shapes-corrector", &o_corr, 1, &rc);
+   CHECK(pc != NULL, "shapes-corrector init: %s", last_error);
+   if (pc == NULL) return;
+   const assay_model_ext_t *m = pc->get_extension(pc, ASSAY_EXT_MODEL);
+   const assay_model_blocks_ext_t *bx = pc->get_extension(pc, ASSAY_EXT_MODEL_BLOCKS);
+   const assay_model_reference_ext_t *rx = pc->get_extension(pc, ASSAY_EXT_MODEL_REFERENCE_DRAFT);
+   CHECK(m != NULL && bx != NULL && rx != NULL && rx->get_info != NULL && rx->encode_reference != NULL,
+         "shapes-corrector extensions (model, blocks, model-reference)");
+   if (m == NULL || bx == NULL || rx == NULL) { pc->destroy(pc); return; }
+   char space[160];
+   latent_id(pc, "shapes-corrector", space, sizeof space);
+   CHECK(strcmp(space, base_space) == 0, "shapes-corrector must declare the base model's latent space (\"%s\" vs \"%s\")",
+         space, base_space);
+   assay_model_info_t info;
+   m->get_info(pc, &info);
+   assay_model_reference_info_t ri;
+   memset(&ri, 0xff, sizeof ri);
+   rx->get_info(pc, &ri);
+   printf("  corrector info: condition %u floats, steps %u, guidance %.2f; reference %ux%u, %u instruction words\n",
+          info.condition_size, info.default_steps, (double)info.default_guidance, ri.image_width, ri.image_height,
+          ri.max_instruction_words);
+   CHECK(info.condition_size == (8 + 24) * 160 + 160 + 3 * 32 * 32 && info.latent_channels == 3 &&
+            info.latent_height == 32 && info.default_steps == 20 && info.default_guidance == 1.75f,
+         "corrector info: condition %u (want 8352), the base model's latent and defaults", info.condition_size);
+   CHECK(ri.image_width == 32 && ri.image_height == 32 && ri.max_instruction_words == 24, "reference info");
+
+   /* encode_reference == the engine's shapes_encode_reference, bit for bit. */
+   char err[1024];
+   shapes_engine_t *e = shapes_engine_load(cweights, err, sizeof err);
+   CHECK(e != NULL, "engine load: %s", err);
+   const uint32_t S = ri.image_width, CS = info.condition_size, LS = 3 * S * S, stride = 3 * S + 7;
+   uint8_t *rgb = malloc((size_t)S * stride), *rgb2 = malloc((size_t)S * stride);
+   test_picture(rgb, S, stride, 0);
+   test_picture(rgb2, S, stride, 3);
+   assay_image_t img = {S, S, stride, rgb}, img2 = {S, S, stride, rgb2};
+   float *c1 = malloc((size_t)4 * CS * sizeof *c1), *c2 = malloc((size_t)CS * sizeof *c2);
+   const char *prompt = "a red square left of a blue circle", *instr = "Move the red square to the left of the blue circle.";
+   CHECK(rx->encode_reference(pc, &call, prompt, instr, &img, c1) == ASSAY_OK, "encode_reference: %s", last_error);
+   if (e != NULL) {
+      CHECK(shapes_encode_reference(e, prompt, instr, rgb, stride, c2, err, sizeof err) == 0, "engine: %s", err);
+      CHECK(memcmp(c1, c2, (size_t)CS * sizeof *c1) == 0, "plugin encode_reference != engine shapes_encode_reference");
+      int in_range = 1;
+      for (uint32_t k = 0; k < LS; k++) in_range &= c1[CS - LS + k] >= -1.0f && c1[CS - LS + k] <= 1.0f;
+      CHECK(in_range && c1[CS - LS] == -1.0f, "the reference image part must be the picture in [-1, 1]");
+   }
+   /* unknown instruction words are not an error; neither is an overlong instruction */
+   errors_with_call = 0;
+   CHECK(rx->encode_reference(pc, &call, prompt, "Frobnicate the zorgle, then FLIP it upside-down!", &img, c2) == ASSAY_OK &&
+            errors_with_call == 0, "unknown instruction words must not be an error: %s", last_error);
+   CHECK(rx->encode_reference(pc, &call, prompt, "one two three four five six seven eight nine ten eleven twelve thirteen "
+                              "fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two "
+                              "twenty-three twenty-four twenty-five twenty-six", &img, c2) == ASSAY_OK,
+         "an instruction longer than max_instruction_words must not be an error: %s", last_error);
+   /* errors, reported with the call */
+   assay_image_t small = {S / 2, S / 2, stride, rgb}, narrow = {S, S, 3 * S - 1, rgb}, nopix = {S, S, stride, NULL};
+   errors_with_call = 0;
+   CHECK(rx->encode_reference(pc, &call, prompt, "", &small, c2) == ASSAY_ERR_INVALID_ARGUMENT && strstr(last_error, "16x16") &&
+            strncmp(last_error, "shapes-corrector: ", 18) == 0, "a 16x16 image must be refused: %s", last_error);
+   printf("  encode_reference(16x16 image) -> %.160s\n", last_error);
+   CHECK(rx->encode_reference(pc, &call, prompt, "", &narrow, c2) == ASSAY_ERR_INVALID_ARGUMENT && strstr(last_error, "stride"),
+         "a short stride must be refused: %s", last_error);
+   CHECK(rx->encode_reference(pc, &call, prompt, "", &nopix, c2) == ASSAY_ERR_INVALID_ARGUMENT, "NULL pixels");
+   CHECK(rx->encode_reference(pc, &call, prompt, NULL, &img, c2) == ASSAY_ERR_INVALID_ARGUMENT, "NULL instruction");
+   CHECK(rx->encode_reference(pc, &call, NULL, "", &img, c2) == ASSAY_ERR_INVALID_ARGUMENT, "NULL text");
+   CHECK(rx->encode_reference(pc, &call, prompt, "", NULL, c2) == ASSAY_ERR_INVALID_ARGUMENT, "NULL image");
+   CHECK(rx->encode_reference(pc, &call, "a purple square", "", &img, c2) == ASSAY_ERR_INVALID_ARGUMENT &&
+            strstr(last_error, "purple"), "an unknown prompt word must be refused naming it: %s", last_error);
+   CHECK(errors_with_call == 7, "every refusal is reported with its call (%d of 7)", errors_with_call);
+
+   /* Guided rows as the host sends them: [pos(img), pos(img2); neg(img), neg(img2)]; blocks ==
+    * velocity, each row alone == its row of the batch, deterministic. */
+   rx->encode_reference(pc, &call, prompt, instr, &img, c1);
+   rx->encode_reference(pc, &call, "two blue circles", "Add one more blue circle.", &img2, c1 + CS);
+   rx->encode_reference(pc, &call, "", "", &img, c1 + 2 * CS);
+   rx->encode_reference(pc, &call, "", "", &img2, c1 + 3 * CS);
+   assay_model_blocks_info_t bi;
+   bx->get_info(pc, &bi);
+   CHECK(bi.tokens == 8 + 24 + 64 && bi.hidden_size == bi.tokens * bi.width, "corrector blocks: %u tokens", bi.tokens);
+   float *x = malloc((size_t)4 * LS * sizeof *x), *v = malloc((size_t)4 * LS * sizeof *v), *vb = malloc((size_t)4 * LS * sizeof *vb);
+   float t[4] = {0.9f, 0.35f, 0.9f, 0.35f};
+   unsigned seed = 31;
+   for (uint32_t k = 0; k < 2 * LS; k++) {
+      seed = seed * 1664525u + 1013904223u;
+      x[k] = ((float)(seed >> 8) / 16777216.0f) * 4.0f - 2.0f;
+   }
+   memcpy(x + 2 * LS, x, (size_t)2 * LS * sizeof *x);
+   CHECK(m->velocity(pc, &call, 4, x, t, c1, v) == ASSAY_OK, "corrector velocity: %s", last_error);
+   float *hid = malloc((size_t)4 * bi.hidden_size * sizeof *hid), *ctx = malloc((size_t)4 * bi.context_size * sizeof *ctx);
+   int ok = bx->prologue(pc, &call, 4, x, t, c1, hid, ctx) == ASSAY_OK;
+   for (uint32_t i = 0; ok && i < bi.block_count; i++) ok = bx->block(pc, &call, i, 4, hid, ctx) == ASSAY_OK;
+   ok = ok && bx->epilogue(pc, &call, 4, hid, ctx, vb) == ASSAY_OK;
+   CHECK(ok && memcmp(v, vb, (size_t)4 * LS * sizeof *v) == 0, "corrector: prologue + blocks + epilogue != velocity");
+   int alone_bad = 0;
+   for (int r = 0; r < 4; r++) {
+      m->velocity(pc, &call, 1, x + (size_t)r * LS, t + r, c1 + (size_t)r * CS, vb);
+      alone_bad += memcmp(vb, v + (size_t)r * LS, LS * sizeof *vb) != 0;
+   }
+   CHECK(alone_bad == 0, "corrector: %d of 4 guided rows differ from the row alone", alone_bad);
+   /* the reference matters: the same row with the other picture gives another velocity */
+   memcpy(c2, c1, (size_t)CS * sizeof *c2);
+   memcpy(c2 + CS - LS, c1 + CS + CS - LS, (size_t)LS * sizeof *c2);
+   m->velocity(pc, &call, 1, x, t, c2, vb);
+   const double dref = tu_max_err(vb, v, LS, NULL);
+   printf("  corrector: guided rows with blocks == velocity, rows alone == batch; another reference changes v by %.3g\n",
+          dref);
+   CHECK(dref > 1e-3, "the reference image has no effect on the velocity (%.3g)", dref);
+   batch_invariance(pc, m, "shapes-corrector");
+   free(hid); free(ctx); free(x); free(v); free(vb);
+   free(rgb); free(rgb2); free(c1); free(c2);
+   shapes_engine_free(e);
+   pc->destroy(pc);
+}
+
 int main(int argc, char **argv) {
-   if (argc != 4 && argc != 5) {
-      fprintf(stderr, "usage: %s shapes.so WEIGHTS TURBO_WEIGHTS [TINY_WEIGHTS]\n", argv[0]);
+   if (argc < 4 || argc > 6) {
+      fprintf(stderr, "usage: %s shapes.so WEIGHTS TURBO_WEIGHTS [TINY_WEIGHTS [CORRECTOR_WEIGHTS]]\n", argv[0]);
       return 2;
    }
    const char *so = argv[1], *weights = argv[2], *turbo_weights = argv[3];
@@ -253,12 +412,14 @@ int main(int argc, char **argv) {
          "engine symbols must stay hidden (only assay_entry is exported)");
    CHECK(entry->init(so), "entry init refused");
    factory = entry->get_factory(ASSAY_PLUGIN_FACTORY_ID);
-   CHECK(factory != NULL && factory->get_plugin_count(factory) == 2, "factory");
+   CHECK(factory != NULL && factory->get_plugin_count(factory) == 3, "factory");
    const assay_plugin_descriptor_t *d = factory->get_plugin_descriptor(factory, 0);
    CHECK(d != NULL && strcmp(d->id, "shapes") == 0 && d->kind == ASSAY_KIND_MODEL, "descriptor");
    d = factory->get_plugin_descriptor(factory, 1);
    CHECK(d != NULL && strcmp(d->id, "shapes-turbo") == 0 && d->kind == ASSAY_KIND_MODEL, "turbo descriptor");
-   CHECK(factory->get_plugin_descriptor(factory, 2) == NULL, "descriptor index past the end must give NULL");
+   d = factory->get_plugin_descriptor(factory, 2);
+   CHECK(d != NULL && strcmp(d->id, "shapes-corrector") == 0 && d->kind == ASSAY_KIND_MODEL, "corrector descriptor");
+   CHECK(factory->get_plugin_descriptor(factory, 3) == NULL, "descriptor index past the end must give NULL");
    CHECK(factory->create_plugin(factory, &host, "nope") == NULL, "unknown id must give NULL");
 
    /* Refusals. */
@@ -293,10 +454,11 @@ int main(int argc, char **argv) {
    /* Weights beside the library (the Makefile copies them), if present. */
    check_beside(so, "shapes");
    check_beside(so, "shapes-turbo");
+   check_beside(so, "shapes-corrector");
 
    /* A model with another config and sampling defaults in its metadata (tests/make_tiny.py). */
    char tiny_space[160] = "";
-   if (argc == 5) {
+   if (argc >= 5) {
       assay_option_t o_tiny = {"weights", ASSAY_OPTION_STRING, argv[4], 0};
       const assay_plugin_t *pt = make(&o_tiny, 1, &rc);
       CHECK(pt != NULL, "tiny model: %s", last_error);
@@ -328,12 +490,13 @@ int main(int argc, char **argv) {
    const assay_model_blocks_ext_t *bx = p->get_extension(p, ASSAY_EXT_MODEL_BLOCKS);
    CHECK(m != NULL && bx != NULL, "extensions");
    CHECK(p->get_extension(p, "assay.sampler/1") == NULL, "no sampler interface");
+   CHECK(p->get_extension(p, ASSAY_EXT_MODEL_REFERENCE_DRAFT) == NULL, "the base model has no reference extension");
    if (m == NULL || bx == NULL) return tu_finish();
    /* Draft latent-space id: pixel space of the weights' shape; another shape, another id. */
    char base_space[160];
    latent_id(p, "shapes", base_space, sizeof base_space);
    CHECK(strcmp(base_space, "io.assay.shapes/rgb-3x32x32/1") == 0, "shapes latent-space id \"%s\"", base_space);
-   if (argc == 5)
+   if (argc >= 5)
       CHECK(tiny_space[0] != 0 && strcmp(tiny_space, base_space) != 0,
             "the tiny 16x16 model must declare another latent space than the 32x32 one (\"%s\" vs \"%s\")",
             tiny_space, base_space);
@@ -539,6 +702,9 @@ int main(int argc, char **argv) {
       }
       if (pt != NULL) pt->destroy(pt);
    }
+
+   if (argc == 6)
+      test_corrector(so, argv[5], weights, turbo_weights, base_space);
 
    free(cond); free(x); free(v); free(v2); free(hidden); free(context);
    p->destroy(p);
