@@ -120,6 +120,9 @@ final class ReflectTests: XCTestCase {
         XCTAssertEqual(r.kit.candidates.count, 2 + 2 * 2)
         XCTAssertEqual(r.kit.meter.nfeUsed, r.kit.job.plan.budgetNFE, "the corrector's NFEs differ from the planned price")
         XCTAssertEqual(r.kit.meter.nfeUsed, 6 * 8 * 2, "8 guided steps per image")
+        // The same job with room left in its budget, for replaying nodes alone.
+        let roomy = try k.run(prompt, correctorOptions(own).merging(["budget_nfe": .unsigned(400)]) { $1 })
+        XCTAssertEqual(roomy.kit.candidates.map(\.latent), r.kit.candidates.map(\.latent))
         var own_ = 0.0, other = 0.0
         let flawedImages = Set(r.kit.candidates.prefix(2).map(\.node))
         for c in r.kit.candidates.dropFirst(2) {
@@ -135,7 +138,7 @@ final class ReflectTests: XCTestCase {
             XCTAssertEqual(cond.instruction ?? "", (reflection(r.kit.nodes[flawed].reflection)["feedback"] as? String) ?? "")
             XCTAssertEqual(cond.prompt, prompt, "the corrector runs on the job's prompt")
             XCTAssertNil(cond.negativePrompt)
-            XCTAssertEqual(try r.kit.replay(c.node), c.latent, "candidate \(c.index) alone differs from its value in the search")
+            XCTAssertEqual(try roomy.kit.replay(c.node), c.latent, "candidate \(c.index) alone differs from its value in the search")
             let mine = r.kit.images[c.node]!.pixels
             func distance(_ id: Int) -> Double {
                 zip(mine, r.kit.images[id]!.pixels).reduce(0.0) { $0 + abs(Double($1.0) - Double($1.1)) } / Double(mine.count)
