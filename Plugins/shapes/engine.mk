@@ -10,7 +10,9 @@
 #                                       Plugins/shapes/weights/testvectors.safetensors (the
 #                                       corrector's: corrector-testvectors.safetensors), and against
 #                                       a tiny non-default-config model (tests/fixtures/, from
-#                                       tests/make_tiny.py) (last line of each: "N passed, M failed")
+#                                       tests/make_tiny.py), and the corrector's held-out repair
+#                                       rate (tests/test_repair.c, ~30 s) (last line of each:
+#                                       "N passed, M failed")
 #   make -C Plugins shapes-engine-lib   build/shapes/libshapes-engine.so: the engine alone, with
 #                                       its C API exported (for tools/bench_engine.py / ctypes)
 #   make -C Plugins shapes-bench        velocity ms per call at batch 1, 4, 16, 32 and guided 2x16
@@ -40,7 +42,9 @@ SHE_CFLAGS := $(PLUGIN_CFLAGS) -O3 -fno-trapping-math $(SHE_BLAS_CFLAGS)
 SHE_LIBS := $(SHE_BLAS_LIBS) -pthread
 SHE_PLUGIN := $(OUT_ABS)/shapes.so
 SHE_LIB := $(SHE_BUILD)/libshapes-engine.so
-SHE_TESTS := $(SHE_BUILD)/test_engine $(SHE_BUILD)/test_corrupt $(SHE_BUILD)/test_plugin
+SHE_TESTS := $(SHE_BUILD)/test_engine $(SHE_BUILD)/test_corrupt $(SHE_BUILD)/test_plugin $(SHE_BUILD)/test_repair
+SHE_WORLD_SRCS := $(sort $(wildcard $(SHE_DIR)/world/*.c))
+SHE_REPAIR_FIXTURE := $(SHE_DIR)/tests/fixtures/repair-heldout.safetensors
 
 EXTRA_PLUGINS += $(SHE_PLUGIN)
 # The weights travel with the plugin (it looks for them beside its library). shapes.so also
@@ -93,6 +97,13 @@ $(SHE_BUILD)/test_plugin: $(SHE_DIR)/tests/test_plugin.c $(SHE_DIR)/tests/testut
 	mkdir -p $(SHE_BUILD)
 	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< $(SHE_SRCS) -ldl $(SHE_LIBS) -lm
 
+# The corrector's held-out repair rate judged by the shapes checker (world/, as the checker
+# and reflector plugins judge).
+$(SHE_BUILD)/test_repair: $(SHE_DIR)/tests/test_repair.c $(SHE_DIR)/tests/testutil.h $(SHE_SRCS) $(SHE_HDRS) \
+                          $(SHE_WORLD_SRCS) $(SHE_DIR)/world/world.h $(SHE_DIR)/engine.mk
+	mkdir -p $(SHE_BUILD)
+	$(CC) $(SHE_TEST_CFLAGS) -I$(SHE_DIR)/world -o $@ $< $(SHE_SRCS) $(SHE_WORLD_SRCS) $(SHE_LIBS) -lm
+
 $(SHE_BUILD)/bench_engine: $(SHE_DIR)/engine/bench/bench_engine.c $(SHE_DIR)/engine/engine.h $(SHE_DIR)/engine.mk
 	mkdir -p $(SHE_BUILD)
 	$(CC) $(SHE_TEST_CFLAGS) -o $@ $< -ldl
@@ -113,4 +124,5 @@ shapes-check: $(SHE_PLUGIN) $(SHE_TESTS)
 	$(SHE_BUILD)/test_corrupt $(SHE_WEIGHTS) $(SHE_BUILD)/corrupt $(SHE_CORRECTOR) || st=1; \
 	$(SHE_BUILD)/test_plugin $(SHE_PLUGIN) $(SHE_WEIGHTS) $(SHE_TURBO) $(SHE_DIR)/tests/fixtures/tiny.safetensors \
 	    $(SHE_CORRECTOR) || st=1; \
+	$(SHE_BUILD)/test_repair $(SHE_CORRECTOR) $(SHE_WEIGHTS) $(SHE_REPAIR_FIXTURE) 18 || st=1; \
 	exit $$st
