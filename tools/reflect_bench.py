@@ -46,13 +46,14 @@ CORRECTOR = "shapes-corrector"
 def job_options(level, images, seed, args):
     so = {"n": dbus.UInt32(1), "rounds": dbus.UInt32(images - 1), "branches": dbus.UInt32(1),
           "per_branch": dbus.UInt32(1), "levels": level.split("/")[0], "strength": dbus.Double(args.strength)}
+    if level == TRAINED:
+        so["corrector"] = "trained"
     o = {"seed": dbus.UInt64(seed), "model": "shapes", "strategy": "reflect",
          "verifiers": dbus.Array([args.selector], signature="s"),
          "strategy_options": dbus.Dictionary(so, signature="sv")}
     if level != "noise":
         o["reflector"] = "shapes-reflector"
     if level == TRAINED:
-        so["corrector"] = "trained"
         o["models"] = dbus.Dictionary({"corrector": CORRECTOR}, signature="sv")
     return o
 
