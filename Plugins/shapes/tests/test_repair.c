@@ -7,7 +7,9 @@
  * data.held_out(24), the trainer's held-out stream: per flaw kind (count, colour, shape,
  * position) 24 rule-based triplets of prompt, the reflector's feedback and the flawed render).
  * PER_KIND (default all) uses the first PER_KIND triplets of each kind; SEED (default 0)
- * offsets the noise seeds (for measuring the spread; the test itself uses 0).
+ * offsets the noise seeds (for measuring the spread; the test itself uses 0). With the
+ * environment variable REPAIR_NOREF=1 the corrector gets an empty reflection (the ablation:
+ * does it read the text?).
  *
  * For each triplet, with the same fixed noise (an LCG + Box-Muller, seeded here) and the same
  * NFE (20 Euler steps on the model's schedule, CFG 1.75 -> 40 NFE):
@@ -152,10 +154,12 @@ int main(int argc, char **argv) {
    float *noise = malloc((size_t)n * ls * sizeof *noise), *xc = malloc((size_t)n * ls * sizeof *xc);
    float *xb = malloc((size_t)n * ls * sizeof *xb);
    uint8_t *rgb = malloc((size_t)S * S * 3);
+   const char *noref_env = getenv("REPAIR_NOREF");
+   const int noref = noref_env != NULL && strcmp(noref_env, "1") == 0;
    int enc_ok = 1;
    for (int r = 0; r < n; r++) {
       const int i = rows[r];
-      const char *prompt = prompts->items[i].string, *instr = refl->items[i].string;
+      const char *prompt = prompts->items[i].string, *instr = noref ? "" : refl->items[i].string;
       for (size_t q = 0; q < (size_t)S * S * 3; q++) rgb[q] = (uint8_t)flawed[(size_t)i * S * S * 3 + q];
       enc_ok &= shapes_encode_reference(ec, prompt, instr, rgb, (size_t)S * 3, condc + (size_t)r * csc, err, sizeof err) == 0;
       enc_ok &= shapes_encode_reference(ec, "", "", rgb, (size_t)S * 3, condc + (size_t)(n + r) * csc, err, sizeof err) == 0;
@@ -195,7 +199,7 @@ int main(int argc, char **argv) {
    static const char *const kinds[NKINDS + 1] = {"count", "colour", "shape", "position", "all"};
    printf("test_repair: %s vs %s on %s (%d triplets, %d Euler steps, CFG %.2f, %d NFE each, noise seed %u)\n",
           argv[1], argv[2], argv[3], n, STEPS, (double)GUIDANCE, 2 * STEPS, seed);
-   printf("  %-9s %4s  %-16s %-16s\n", "flaw", "n", "corrector", "base (prompt)");
+   printf("  %-9s %4s  %-16s %-16s\n", "flaw", "n", noref ? "corrector noref" : "corrector", "base (prompt)");
    for (int k = 0; k <= NKINDS; k++)
       if (cnt[k] > 0)
          printf("  %-9s %4d  %3d  (%5.1f%%)    %3d  (%5.1f%%)\n", kinds[k], cnt[k], pc[k], 100.0 * pc[k] / cnt[k], pb[k],
