@@ -28,8 +28,10 @@ extern "C" {
 typedef struct assay_model_reference_info {
    uint32_t image_width;      /* the reference image size the model takes, in pixels; the */
    uint32_t image_height;     /* host passes images of exactly this size */
-   uint32_t max_instruction_words; /* the model reads at most this many words of the
-                                    * instruction (more are ignored, never an error) */
+   uint32_t max_instruction_words; /* the model reads at most this many tokens of the
+                                    * instruction, counted its own way (shapes-corrector:
+                                    * a word or a "." each); the rest is ignored, never an
+                                    * error. For a host that wants to warn, not to split. */
 } assay_model_reference_info_t;
 
 typedef struct assay_model_reference_ext {
