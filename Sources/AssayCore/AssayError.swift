@@ -10,6 +10,8 @@ public enum AssayError: Error, Equatable, CustomStringConvertible, Sendable {
     case accessDenied(String)
     case notReady(String)
     case failed(String)
+    /// A plugin's worker process crashed or hung (the daemon is fine; the call is lost).
+    case pluginCrashed(String)
 
     /// The D-Bus error name.
     public var name: String {
@@ -22,13 +24,14 @@ public enum AssayError: Error, Equatable, CustomStringConvertible, Sendable {
         case .accessDenied: return "io.assay.Error.AccessDenied"
         case .notReady: return "io.assay.Error.NotReady"
         case .failed: return "io.assay.Error.Failed"
+        case .pluginCrashed: return "io.assay.Error.PluginCrashed"
         }
     }
 
     public var message: String {
         switch self {
         case .invalidArgument(let m), .invalidImage(let m), .unknownPlugin(let m), .queueFull(let m), .notFound(let m),
-             .accessDenied(let m), .notReady(let m), .failed(let m):
+             .accessDenied(let m), .notReady(let m), .failed(let m), .pluginCrashed(let m):
             return m
         }
     }

@@ -129,6 +129,9 @@ public enum ImageScorer {
             let result: (scores: [Double], details: [String?])
             do {
                 result = try v.score(prompt: prompt, images: images, context: context)
+            } catch let e as PluginCallError where e.isCrash {
+                // Not narrowed down image by image: each try would crash it again.
+                throw AssayError.pluginCrashed("verifier '\(id)' \(e.message)")
             } catch let e as PluginCallError {
                 var which = images.count == 1 ? "image 0: " : ""
                 if images.count > 1 {

@@ -36,6 +36,9 @@ public struct JobPlanner: Sendable {
         guard i.kind == kind else {
             throw AssayError.unknownPlugin("plugin '\(id)' is a \(i.kind.rawValue), not a \(kind.rawValue)")
         }
+        if let reason = i.remote?.worker.quarantined {
+            throw AssayError.pluginCrashed("plugin '\(id)' is quarantined: \(reason); replace or fix \(i.library.path) to load it again")
+        }
         return i
     }
 

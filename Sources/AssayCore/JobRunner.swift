@@ -79,8 +79,13 @@ public final class JobRunner: @unchecked Sendable {
             try strategy.run(ctx)
         } catch let refusal as BudgetRefusal {
             logger.info("job stopped early", metadata: ["job": "\(job.id)", "reason": "\(refusal)"])
+        } catch let e as PluginCallError where e.isCrash {
+            failure = AssayError.pluginCrashed("plugin '\(e.pluginID)' \(e.message)").description
         } catch let e as PluginCallError {
-            if !(e.isBudget || e.isCancelled) || meter.firstRefusal == nil { failure = e.description }
+            // A call cut short because the job was cancelled (or hit its deadline) is a stop,
+            // not a failure: isolated plugins end that way while stuck.
+            let stopped = (e.isBudget || e.isCancelled) && (meter.firstRefusal != nil || meter.shouldStop)
+            if !stopped { failure = e.description }
         } catch let e as AssayError {
             failure = e.message
         } catch {

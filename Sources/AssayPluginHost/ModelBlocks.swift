@@ -22,7 +22,7 @@ public struct ModelBlocks: Sendable {
 
     /// The model's blocks extension, or nil when it has none (or a malformed one).
     public init?(_ model: ModelPlugin) {
-        let plugin = model.instance.plugin
+        let plugin: UnsafePointer<assay_plugin_t> = model.instance.plugin
         guard let raw = plugin.pointee.get_extension(plugin, ASSAY_EXT_MODEL_BLOCKS) else { return nil }
         let ext = raw.assumingMemoryBound(to: assay_model_blocks_ext_t.self)
         guard let getInfo = ext.pointee.get_info, ext.pointee.prologue != nil, ext.pointee.block != nil,

@@ -14,13 +14,13 @@ public struct ModelReference: Sendable {
     /// Words of the instruction the model reads (more are ignored by the model).
     public let maxInstructionWords: Int
     private var ext: UnsafePointer<assay_model_reference_ext_t> {
-        let p = model.instance.plugin
+        let p: UnsafePointer<assay_plugin_t> = model.instance.plugin
         return p.pointee.get_extension(p, ASSAY_EXT_MODEL_REFERENCE_DRAFT)!.assumingMemoryBound(to: assay_model_reference_ext_t.self)
     }
 
     /// nil when the model does not offer the extension (or offers it half filled in).
     public init?(_ model: ModelPlugin) {
-        let p = model.instance.plugin
+        let p: UnsafePointer<assay_plugin_t> = model.instance.plugin
         guard let raw = p.pointee.get_extension(p, ASSAY_EXT_MODEL_REFERENCE_DRAFT) else { return nil }
         let e = raw.assumingMemoryBound(to: assay_model_reference_ext_t.self)
         guard let getInfo = e.pointee.get_info, e.pointee.encode_reference != nil else { return nil }

@@ -16,10 +16,13 @@ public final class PluginLibrary: @unchecked Sendable {
     public let sha256: String
     public let generation: UInt64
     public let abiVersion: String
-    let handle: UnsafeMutableRawPointer
-    let entry: UnsafePointer<assay_plugin_entry_t>
-    /// Where this library's `[main-thread]` functions run.
-    let thread: PluginThread
+    /// In process: the dlopen handle, the entry and the thread of `[main-thread]` calls
+    /// (all nil for a library that lives in a worker process).
+    let handle: UnsafeMutableRawPointer!
+    let entry: UnsafePointer<assay_plugin_entry_t>!
+    let thread: PluginThread!
+    /// Out of process: the worker that holds the library (nil in process).
+    public let worker: PluginWorker?
 
     init(path: String, privatePath: String, sha256: String, generation: UInt64,
          handle: UnsafeMutableRawPointer, entry: UnsafePointer<assay_plugin_entry_t>, thread: PluginThread) {
@@ -30,11 +33,29 @@ public final class PluginLibrary: @unchecked Sendable {
         self.generation = generation
         self.handle = handle
         self.entry = entry
+        worker = nil
         let v = entry.pointee.abi_version
         abiVersion = "\(v.major).\(v.minor).\(v.revision)"
     }
 
+    /// A library loaded in `worker`.
+    init(path: String, sha256: String, generation: UInt64, abiVersion: String, worker: PluginWorker) {
+        self.path = path
+        privatePath = ""
+        self.sha256 = sha256
+        self.generation = generation
+        self.abiVersion = abiVersion
+        handle = nil
+        entry = nil
+        thread = nil
+        self.worker = worker
+    }
+
     deinit {
+        if let worker {
+            worker.stop()
+            return
+        }
         let handle = UInt(bitPattern: handle)
         let entry = UInt(bitPattern: entry)
         let name = privatePath
@@ -55,12 +76,14 @@ public final class PluginInstance: @unchecked Sendable {
     public let version: String
     public let summary: String
     public let kind: PluginKind
-    let plugin: UnsafePointer<assay_plugin_t>
-    /// The kind's interface struct (`assay_model_ext_t`, ...).
-    let interface: UnsafeRawPointer
-    /// This instance's own host struct (`HostServices.makeHost`), given to create_plugin
-    /// and in every call.
-    let host: HostStruct
+    /// In process: the plugin, the kind's interface struct (`assay_model_ext_t`, ...) and
+    /// this instance's own host struct (`HostServices.makeHost`), given to create_plugin
+    /// and in every call. All nil for an instance in a worker process (`remote`).
+    let plugin: UnsafePointer<assay_plugin_t>!
+    let interface: UnsafeRawPointer!
+    let host: HostStruct!
+    /// Out of process: how to reach the instance in its worker (nil in process).
+    public let remote: RemotePlugin?
 
     init(library: PluginLibrary, id: String, name: String, version: String, summary: String,
          kind: PluginKind, plugin: UnsafePointer<assay_plugin_t>, interface: UnsafeRawPointer, host: HostStruct) {
@@ -73,12 +96,29 @@ public final class PluginInstance: @unchecked Sendable {
         self.plugin = plugin
         self.interface = interface
         self.host = host
+        remote = nil
+    }
+
+    /// An instance living in a worker process.
+    init(library: PluginLibrary, id: String, name: String, version: String, summary: String, kind: PluginKind,
+         remote: RemotePlugin) {
+        self.library = library
+        self.id = id
+        self.name = name
+        self.version = version
+        self.summary = summary
+        self.kind = kind
+        plugin = nil
+        interface = nil
+        host = nil
+        self.remote = remote
     }
 
     deinit {
+        guard remote == nil else { return } // destroyed with its worker
         let p = UInt(bitPattern: plugin)
         let lib = library // keep the code mapped until destroy has run
-        let host = self.host
+        let host: HostStruct = self.host
         library.thread.async {
             let plugin = UnsafePointer<assay_plugin_t>(bitPattern: p)!
             plugin.pointee.destroy?(plugin)

@@ -4,7 +4,9 @@ import Logging
 
 /// One row of `ListPlugins`: a loaded plugin or a refused one.
 public struct PluginRecord: Sendable, Equatable {
-    public enum State: String, Sendable { case loaded, refused }
+    /// `quarantined`: loaded, but its worker crashed or hung too often (`reason`); unusable
+    /// until its file changes.
+    public enum State: String, Sendable { case loaded, refused, quarantined }
     public let id: String
     public let kind: String
     public let name: String
@@ -94,7 +96,8 @@ public final class PluginRegistry: @unchecked Sendable {
 
     public func instances(kind: PluginKind) -> [PluginInstance] {
         state.withLock { files in
-            files.values.flatMap { $0.loaded?.instances ?? [] }.filter { $0.kind == kind }.sorted { $0.id < $1.id }
+            files.values.flatMap { $0.loaded?.instances ?? [] }
+                .filter { $0.kind == kind && $0.remote?.worker.quarantined == nil }.sorted { $0.id < $1.id }
         }
     }
 
@@ -104,9 +107,10 @@ public final class PluginRegistry: @unchecked Sendable {
             for (path, file) in files {
                 if let loaded = file.loaded {
                     for i in loaded.instances {
+                        let quarantine = i.remote?.worker.quarantined
                         out.append(PluginRecord(id: i.id, kind: i.kind.rawValue, name: i.name, version: i.version,
-                                                summary: i.summary, path: path, state: .loaded,
-                                                reason: file.failure?.reason ?? "", sha256: loaded.sha256,
+                                                summary: i.summary, path: path, state: quarantine == nil ? .loaded : .quarantined,
+                                                reason: quarantine ?? file.failure?.reason ?? "", sha256: loaded.sha256,
                                                 generation: loaded.generation))
                     }
                 } else if let failure = file.failure {
@@ -263,6 +267,17 @@ public final class PluginRegistry: @unchecked Sendable {
             for r in refused {
                 logger.warning("plugin refused", metadata: ["path": "\(path)", "id": "\(r.id)", "reason": "\(r.reason)"])
                 onEvent(.loadFailed(path: path, reason: r.id.isEmpty ? r.reason : "\(r.id): \(r.reason)"))
+            }
+            if let worker = accepted.first?.remote?.worker {
+                let onEvent = self.onEvent, logger = self.logger
+                let ids = accepted.map(\.id).joined(separator: ",")
+                worker.onQuarantine.withLock {
+                    $0 = { reason in
+                        logger.error("plugin quarantined", metadata: ["path": "\(path)", "plugins": "\(ids)", "reason": "\(reason)"])
+                        onEvent(.loadFailed(path: path, reason: "\(ids) quarantined: \(reason)"))
+                        onEvent(.changed)
+                    }
+                }
             }
             onEvent(.changed)
             return elapsed

@@ -37,6 +37,7 @@ public struct VerifierPlugin: Sendable {
     /// Scores images; returns one score and one optional details JSON text per image.
     public func score(prompt: String, images: [RGBImage], context: PluginCallContext) throws -> (scores: [Double], details: [String?]) {
         guard !images.isEmpty else { return ([], []) }
+        if let remote = instance.remote { return try checked(try remote.score(prompt: prompt, images: images, context: context)) }
         var scores = [Double](repeating: .nan, count: images.count)
         let details = TextCollector(count: images.count)
         let r = context.withCall(instance) { call in
@@ -47,11 +48,15 @@ public struct VerifierPlugin: Sendable {
             }
         }
         try context.check(r, plugin: instance.id, operation: "score")
-        if let bad = scores.firstIndex(where: { !$0.isFinite }) {
+        return try checked((scores, details.texts))
+    }
+
+    private func checked(_ r: (scores: [Double], details: [String?])) throws -> (scores: [Double], details: [String?]) {
+        if let bad = r.scores.firstIndex(where: { !$0.isFinite }) {
             throw PluginCallError(pluginID: instance.id, code: ASSAY_ERR_INTERNAL,
-                                  message: "score \(bad) is not a finite number (\(scores[bad]))")
+                                  message: "score \(bad) is not a finite number (\(r.scores[bad]))")
         }
-        return (scores, details.texts)
+        return r
     }
 }
 
@@ -69,6 +74,9 @@ public struct ReflectorPlugin: Sendable {
     public func reflect(prompt: String, images: [RGBImage], details: [String?]?, history: [String?]?,
                         context: PluginCallContext) throws -> [String] {
         guard !images.isEmpty else { return [] }
+        if let remote = instance.remote {
+            return try remote.reflect(prompt: prompt, images: images, details: details, history: history, context: context)
+        }
         let out = TextCollector(count: images.count)
         let r = context.withCall(instance) { call in
             out.withTextOut { sink in
@@ -96,19 +104,23 @@ public struct ReflectorPlugin: Sendable {
 
 extension ReflectorPlugin {
     private var views: UnsafePointer<assay_reflector_views_ext_t>? {
-        let p = instance.plugin
+        guard instance.remote == nil else { return nil }
+        let p: UnsafePointer<assay_plugin_t> = instance.plugin
         guard let raw = p.pointee.get_extension(p, ASSAY_EXT_REFLECTOR_VIEWS_DRAFT) else { return nil }
         let e = raw.assumingMemoryBound(to: assay_reflector_views_ext_t.self)
         return e.pointee.reflect_views == nil ? nil : e
     }
 
     /// True when the reflector reads several views of a lineage ("assay.reflector-views.draft/1").
-    public var hasViews: Bool { views != nil }
+    public var hasViews: Bool { instance.remote?.hasViews ?? (views != nil) }
 
     /// One JSON object per lineage; `images[i]` are lineage i's views, named by `names`
     /// (ext/draft/reflector-views.h).
     public func reflectViews(prompt: String, names: [String], images: [[RGBImage]], details: [String?]?,
                              context: PluginCallContext) throws -> [String] {
+        if let remote = instance.remote, !images.isEmpty, remote.hasViews {
+            return try remote.reflectViews(prompt: prompt, names: names, images: images, details: details, context: context)
+        }
         guard let views, !images.isEmpty else { return [] }
         precondition(images.allSatisfy { $0.count == names.count })
         let out = TextCollector(count: images.count)

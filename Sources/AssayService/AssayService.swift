@@ -66,8 +66,19 @@ public final class AssayService: @unchecked Sendable {
         loop = DBusEventLoop(connection: connection)
         catalog = BuiltinStrategies.catalog
         let options = config.pluginOptions
-        let loader = try DlopenPluginLoader(privateDirectory: config.runtimeDirectory,
-                                            instanceOptions: { id in options[id] ?? [] })
+        let inProcess = try DlopenPluginLoader(privateDirectory: config.runtimeDirectory,
+                                               instanceOptions: { id in options[id] ?? [] })
+        let loader: PluginLoader
+        if let executable = config.workerExecutable {
+            let timeout = config.pluginCallTimeoutSeconds
+            loader = IsolatingPluginLoader(
+                settings: WorkerSettings(executable: executable, privateDirectory: config.runtimeDirectory,
+                                         instanceOptions: options, loadTimeout: max(30, config.pluginLoadWaitSeconds),
+                                         callTimeout: { _ in timeout }, quarantineAfter: config.pluginQuarantineAfter),
+                inProcess: inProcess)
+        } else {
+            loader = inProcess
+        }
         let loopRef = loop
         // The registry exists before `self` does; events reach the service through a relay.
         let relay = Locked<(@Sendable (RegistryEvent) -> Void)?>(nil)

@@ -35,6 +35,13 @@ public struct ServiceConfig: Sendable {
     /// At start-up, how long plugin files may take to load before the bus name is taken
     /// without the slow ones (they join when ready).
     public var pluginLoadWaitSeconds: Double = 5
+    /// Plugin workers (`IsolatingPluginLoader`): the executable that serves as one (assayd
+    /// itself), or nil to load every plugin in process (trusted plugins only).
+    public var workerExecutable: String?
+    /// Seconds one isolated plugin call may take before its worker is killed.
+    public var pluginCallTimeoutSeconds: Double = 60
+    /// Crashes or hangs of one file's worker after which its plugins are quarantined.
+    public var pluginQuarantineAfter = 3
     public var defaults = JobDefaults()
     public var clientIdentity: ClientIdentity = .connection
     /// Watch plugin directories for changes (hot reload).

@@ -3,3 +3,4 @@
 #include "../../include/assay/assay.h"
 
 const assay_version_t assay_host_abi_version = ASSAY_VERSION_INIT;
+

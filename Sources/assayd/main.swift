@@ -52,6 +52,15 @@ struct AssayDaemon: ParsableCommand {
     @Option(help: "At start-up, seconds plugin files may take to load (all at once, each library on its own thread) before the bus name is taken without the slow ones; they join when ready.")
     var pluginLoadWaitSeconds = 5.0
 
+    @Flag(name: .customLong("in-process-plugins"), help: "Load every plugin into the daemon's own process (trusted plugins only: a crash or hang then takes the daemon or its job thread). Default: verifiers and reflectors run in worker processes, and every file is first loaded in one.")
+    var inProcessPlugins = false
+
+    @Option(help: "Seconds one call of an isolated plugin (verifier, reflector) may take before its worker is killed and the call fails.")
+    var pluginCallTimeoutSeconds = 60.0
+
+    @Option(help: "Crashes or hangs of one plugin file's worker after which its plugins are quarantined (until the file changes).")
+    var pluginQuarantineAfter = 3
+
     @Option(help: "How clients are told apart for queue caps: connection or uid (default: connection on the session bus, uid on the system bus).")
     var clientIdentity: String?
 
@@ -141,6 +150,15 @@ struct AssayDaemon: ParsableCommand {
         config.retentionSeconds = retentionSeconds
         config.stopTimeoutSeconds = stopTimeoutSeconds
         config.pluginLoadWaitSeconds = pluginLoadWaitSeconds
+        config.pluginCallTimeoutSeconds = pluginCallTimeoutSeconds
+        config.pluginQuarantineAfter = pluginQuarantineAfter
+        if !inProcessPlugins {
+            guard let me = AssayDaemon.ownExecutable() else {
+                Logger(label: "io.assay.daemon").critical("cannot find this executable (/proc/self/exe) to start plugin workers; --in-process-plugins runs without them")
+                throw ExitCode(1)
+            }
+            config.workerExecutable = me
+        }
         config.clientIdentity = clientIdentity.flatMap(ServiceConfig.ClientIdentity.init) ?? (system ? .uid : .connection)
         config.defaults = JobDefaults(models: defaultModels.split(separator: ",").map(String.init),
                                       verifiers: defaultVerifiers.split(separator: ",").map(String.init))
@@ -197,6 +215,16 @@ extension AssayDaemon {
     }
 }
 
+extension AssayDaemon {
+    /// This executable's path (plugin workers are this binary run with --plugin-worker).
+    static func ownExecutable() -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
 /// `path` made absolute against the working directory, without a trailing slash.
 func absolute(_ path: String) -> String {
     var p = path
@@ -210,4 +238,8 @@ func absolute(_ path: String) -> String {
     return p
 }
 
+// A plugin worker (started by this daemon, never by hand): serves one plugin file.
+if CommandLine.arguments.count == 2 && CommandLine.arguments[1] == PluginWorkerMain.flag {
+    PluginWorkerMain.run()
+}
 AssayDaemon.main()

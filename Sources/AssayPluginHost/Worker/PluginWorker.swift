@@ -1,0 +1,304 @@
+import CAssayABI
+import FoundationEssentials
+import Glibc
+
+/// What the daemon needs to run plugin workers.
+public struct WorkerSettings: Sendable {
+    /// The executable that serves as a worker (`assayd`, run with `--plugin-worker`).
+    public var executable: String
+    /// Where workers make their private copies of plugin files.
+    public var privateDirectory: String
+    /// Options for `init`, by plugin id (the worker learns the ids only as it loads).
+    public var instanceOptions: [String: [(String, PluginOption)]]
+    /// Seconds a worker may take to load a file (dlopen, entry init, every plugin's init).
+    public var loadTimeout: Double
+    /// Seconds one call may take before the watchdog kills the worker, per kind.
+    public var callTimeout: @Sendable (PluginKind) -> Double
+    /// Crashes (or watchdog kills) of one file's worker after which its plugins are
+    /// quarantined until the file changes.
+    public var quarantineAfter: Int
+
+    public init(executable: String, privateDirectory: String,
+                instanceOptions: [String: [(String, PluginOption)]] = [:],
+                loadTimeout: Double = 30, callTimeout: @escaping @Sendable (PluginKind) -> Double = { _ in 60 },
+                quarantineAfter: Int = 3) {
+        self.executable = executable
+        self.privateDirectory = privateDirectory
+        self.instanceOptions = instanceOptions
+        self.loadTimeout = loadTimeout
+        self.callTimeout = callTimeout
+        self.quarantineAfter = quarantineAfter
+    }
+}
+
+/// The worker process of one plugin file generation, seen from the daemon.
+///
+/// Granularity: one worker per library generation, serving one call at a time. A crash, an
+/// abort, the OOM killer or the watchdog then takes exactly one call with it (the jobs
+/// waiting for the worker get a fresh one), a hot-reloaded file gets a new worker while the
+/// old one finishes its jobs, and a process costs a few MiB per plugin file. The price:
+/// calls to one file from several jobs run one after another, not side by side.
+///
+/// The worker is started by `load` and restarted (the same bytes loaded again) by the next
+/// call after it died. After `quarantineAfter` crashes its plugins are quarantined: calls
+/// fail at once with the reason, until the file changes (a new generation, a new worker).
+public final class PluginWorker: @unchecked Sendable {
+    let settings: WorkerSettings
+    let path: String
+    let bytes: [UInt8]
+    let sha256: String
+    let generation: UInt64
+    private var mutex = pthread_mutex_t()
+    private var pid: pid_t = 0
+    private var channel: WorkerChannel?
+    private var crashes = 0
+    private let quarantineReason = Locked<String?>(nil)
+    /// Called once when the worker's plugins are quarantined (from a job thread).
+    let onQuarantine = Locked<(@Sendable (String) -> Void)?>(nil)
+
+    init(settings: WorkerSettings, path: String, bytes: [UInt8], sha256: String, generation: UInt64) {
+        self.settings = settings
+        self.path = path
+        self.bytes = bytes
+        self.sha256 = sha256
+        self.generation = generation
+        pthread_mutex_init(&mutex, nil)
+    }
+
+    deinit {
+        stopLocked()
+        pthread_mutex_destroy(&mutex)
+    }
+
+    /// Why the plugins of this worker are quarantined, or nil.
+    public var quarantined: String? { quarantineReason.current }
+
+    /// Starts the worker and loads the file in it. Throws `PluginLoadError` when the
+    /// worker refused the file, or crashed or hung loading it.
+    func load() throws -> WorkerReply {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        do {
+            return try startLocked()
+        } catch let e as WorkerFailure {
+            throw PluginLoadError(path: path, reason: e.loadReason(timeout: settings.loadTimeout))
+        }
+    }
+
+    /// Stops the worker (at once: SIGKILL). Later calls would start a new one; the library
+    /// calls this when its last user is gone.
+    func stop() {
+        pthread_mutex_lock(&mutex)
+        stopLocked()
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// One call: sends `request` (with `body`), waits for the reply under the watchdog and
+    /// the call's cancellation. Throws `PluginCallError`: the plugin's own error, or
+    /// `PluginCallError.crashed` when the worker died or hung (it is restarted for the
+    /// next call), or ASSAY_ERR_CANCELLED when the job was cancelled meanwhile (the worker
+    /// is stopped then, so a stuck plugin cannot hold the job: Cancel takes effect within
+    /// tens of milliseconds).
+    func call(_ request: WorkerRequest, body: [UInt8], pluginID: String, kind: PluginKind,
+              context: PluginCallContext) throws -> WorkerReply {
+        let operation = request.op.rawValue
+        // Wait for the worker without ignoring cancellation (another job may be in a long call).
+        while pthread_mutex_trylock(&mutex) != 0 {
+            if context.isCancelled {
+                throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_CANCELLED, message: "cancelled while waiting for the plugin's worker")
+            }
+            usleep(2_000)
+        }
+        defer { pthread_mutex_unlock(&mutex) }
+        if let q = quarantined {
+            throw PluginCallError(pluginID: pluginID, code: PluginCallError.crashed, message: "quarantined: \(q); replace or fix \(path) to load it again")
+        }
+        do {
+            if channel == nil { _ = try startLocked() }
+            guard let channel else { throw WorkerFailure.died("no worker") }
+            do { try channel.send(request, body: body) } catch WorkerError.closed { throw WorkerFailure.died(reap()) }
+            let timeout = settings.callTimeout(kind)
+            let deadline = WorkerChannel.now() + UInt64(timeout * 1e9)
+            let message: (header: [UInt8], body: [UInt8])
+            do {
+                message = try channel.receive(deadline: deadline, stop: { context.isCancelled })
+            } catch WorkerError.closed {
+                throw WorkerFailure.died(reap())
+            } catch WorkerError.timedOut {
+                stopLocked()
+                throw WorkerFailure.hung(timeout)
+            } catch WorkerError.stopped {
+                stopLocked()
+                throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_CANCELLED,
+                                      message: "cancelled during \(operation); the plugin's worker was stopped")
+            }
+            let reply = try JSONDecoder().decode(WorkerReply.self, from: Data(message.header))
+            guard reply.code == ASSAY_OK else {
+                throw PluginCallError(pluginID: pluginID, code: reply.code, message: reply.message ?? "\(operation) failed")
+            }
+            return reply
+        } catch let f as WorkerFailure {
+            crashes += 1
+            let what = f.callReason(operation: operation)
+            if crashes >= settings.quarantineAfter {
+                let reason = "its worker crashed or hung \(crashes) times (last: \(what))"
+                quarantineReason.withLock { $0 = reason }
+                onQuarantine.current?(reason)
+            }
+            throw PluginCallError(pluginID: pluginID, code: PluginCallError.crashed,
+                                  message: "\(what)\(crashes >= settings.quarantineAfter ? "; the plugin is quarantined" : "; its worker restarts for the next call")")
+        } catch let e as WorkerError {
+            stopLocked()
+            throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_INTERNAL, message: "the plugin's worker: \(e)")
+        }
+    }
+
+    // MARK: process
+
+    private func startLocked() throws -> WorkerReply {
+        stopLocked()
+        let (mine, theirs) = try WorkerChannel.pair()
+        var theirsOpen = true
+        defer { if theirsOpen { theirs.close() } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // dup2 onto 3 clears close-on-exec; a descriptor already numbered 3 is moved first.
+        var source = theirs.fd
+        var moved: Int32 = -1
+        if source == PluginWorkerMain.channelFD {
+            moved = fcntl(source, F_DUPFD_CLOEXEC, 10)
+            source = moved
+        }
+        defer { if moved >= 0 { Glibc.close(moved) } }
+        posix_spawn_file_actions_adddup2(&actions, source, PluginWorkerMain.channelFD)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGPIPE, SIGTERM, SIGINT, SIGHUP] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(settings.executable), strdup(PluginWorkerMain.flag), nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, settings.executable, &actions, &attr, argv, environ)
+        // The child has its copy; ours must go at once, or its death would not read as
+        // the end of the stream.
+        theirs.close()
+        theirsOpen = false
+        guard rc == 0 else {
+            mine.close()
+            throw WorkerFailure.spawn("cannot start a plugin worker (\(settings.executable)): \(String(cString: strerror(rc)))")
+        }
+        pid = child
+        channel = mine
+        var request = WorkerRequest(op: .load)
+        request.path = path
+        request.sha256 = sha256
+        request.generation = generation
+        request.privateDirectory = settings.privateDirectory
+        request.options = settings.instanceOptions.mapValues { $0.map { WorkerOption(key: $0.0, value: $0.1) } }
+        do {
+            try mine.send(request, body: bytes)
+            let deadline = WorkerChannel.now() + UInt64(settings.loadTimeout * 1e9)
+            let message = try mine.receive(deadline: deadline)
+            let reply = try JSONDecoder().decode(WorkerReply.self, from: Data(message.header))
+            if reply.code != ASSAY_OK {
+                stopLocked()
+                throw WorkerFailure.refused(reply.message ?? "refused")
+            }
+            return reply
+        } catch WorkerError.closed {
+            throw WorkerFailure.died(reap())
+        } catch WorkerError.timedOut {
+            stopLocked()
+            throw WorkerFailure.hung(settings.loadTimeout)
+        } catch let e as WorkerError {
+            stopLocked()
+            throw WorkerFailure.spawn("\(e)")
+        }
+    }
+
+    /// Kills and reaps the worker, if any.
+    private func stopLocked() {
+        channel?.close()
+        channel = nil
+        guard pid > 0 else { return }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        pid = 0
+    }
+
+    /// After the channel closed: how the worker ended (it is reaped).
+    private func reap() -> String {
+        channel?.close()
+        channel = nil
+        guard pid > 0 else { return "the worker is gone" }
+        var status: Int32 = 0
+        var waited = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if waited > 1000 { kill(pid, SIGKILL) }
+            usleep(1_000)
+            waited += 1
+        }
+        pid = 0
+        let signal = status & 0x7f
+        if signal != 0 { return "killed by \(PluginWorker.signalName(signal))" }
+        return "exited with status \((status >> 8) & 0xff)"
+    }
+
+    static func signalName(_ s: Int32) -> String {
+        switch s {
+        case SIGSEGV: return "SIGSEGV (a memory fault)"
+        case SIGABRT: return "SIGABRT (abort)"
+        case SIGBUS: return "SIGBUS"
+        case SIGFPE: return "SIGFPE"
+        case SIGILL: return "SIGILL"
+        case SIGKILL: return "SIGKILL (out of memory, or killed)"
+        case SIGTERM: return "SIGTERM"
+        default: return "signal \(s)"
+        }
+    }
+}
+
+/// Why a worker ended a call or a load.
+enum WorkerFailure: Error {
+    case died(String)
+    case hung(Double)
+    case refused(String)
+    case spawn(String)
+
+    func callReason(operation: String) -> String {
+        switch self {
+        case .died(let how): return "crashed in \(operation): its worker process was \(how)"
+        case .hung(let s): return "hung in \(operation): no answer within \(PluginWorker.seconds(s)) (the watchdog killed its worker)"
+        case .refused(let why): return "its worker could not load the file again: \(why)"
+        case .spawn(let why): return why
+        }
+    }
+
+    func loadReason(timeout: Double) -> String {
+        switch self {
+        case .died(let how): return "loading it crashed the worker process that tried (\(how)); the daemon is unharmed and the file stays refused until it changes"
+        case .hung: return "loading it did not finish within \(PluginWorker.seconds(timeout)) (the worker was killed); the file stays refused until it changes"
+        case .refused(let why): return why
+        case .spawn(let why): return why
+        }
+    }
+}
+
+extension PluginWorker {
+    static func seconds(_ s: Double) -> String { s == s.rounded() ? "\(Int(s)) s" : "\(s) s" }
+}
+
+extension PluginCallError {
+    /// Not an ABI result code: the host's own, for a plugin whose worker crashed or hung.
+    public static let crashed: Int32 = -1000
+    public var isCrash: Bool { code == PluginCallError.crashed }
+}

@@ -1,0 +1,106 @@
+import CAssayABI
+import FoundationEssentials
+import Glibc
+
+extension PluginKind: Codable {}
+
+/// The plugin worker process: `assayd --plugin-worker` with its end of the channel on
+/// descriptor 3. It loads one plugin file with the daemon's own loader (every check the
+/// daemon makes in process happens here, in a process whose crash costs nothing) and then
+/// serves calls one at a time until the channel closes. It dies with the daemon
+/// (PR_SET_PDEATHSIG), so an abandoned worker never outlives it.
+public enum PluginWorkerMain {
+    public static let flag = "--plugin-worker"
+    static let channelFD: Int32 = 3
+
+    public static func run() -> Never {
+        _ = assay_host_die_with_parent(SIGKILL)
+        if getppid() == 1 { _exit(0) }
+        signal(SIGPIPE, SIG_IGN)
+        let channel = WorkerChannel(fd: channelFD)
+        var instances: [String: PluginInstance] = [:]
+        var file: LoadedFile?
+        while true {
+            let message: (header: [UInt8], body: [UInt8])
+            do { message = try channel.receive() } catch { _exit(0) }
+            var reply = WorkerReply()
+            do {
+                let request = try JSONDecoder().decode(WorkerRequest.self, from: Data(message.header))
+                if request.op == .load {
+                    guard file == nil else { throw WorkerError.io("a worker loads one file") }
+                    let options = request.options
+                    let loader = try DlopenPluginLoader(privateDirectory: request.privateDirectory, instanceOptions: { id in
+                        (options[id] ?? []).map { ($0.key, $0.value) }
+                    })
+                    do {
+                        let loaded = try loader.load(path: request.path, bytes: message.body, sha256: request.sha256,
+                                                     generation: request.generation)
+                        file = loaded
+                        for i in loaded.instances { instances[i.id] = i }
+                        reply.abiVersion = loaded.instances.first?.library.abiVersion
+                        reply.instances = loaded.instances.map {
+                            WorkerInstance(id: $0.id, name: $0.name, version: $0.version, summary: $0.summary, kind: $0.kind,
+                                           hasViews: ReflectorPlugin($0)?.hasViews ?? false, hasPromptCheck: $0.hasPromptCheck)
+                        }
+                        reply.refused = loaded.refused.map { WorkerRefusal(id: $0.id, kind: $0.kind, version: $0.version, reason: $0.reason) }
+                    } catch let e as PluginLoadError {
+                        reply.code = ASSAY_ERR_INVALID_ARGUMENT
+                        reply.message = e.reason
+                    }
+                } else {
+                    guard let instance = instances[request.plugin] else {
+                        throw WorkerError.io("this worker has no plugin '\(request.plugin)'")
+                    }
+                    try serve(request, body: message.body, instance: instance, into: &reply)
+                }
+            } catch let e as PluginCallError {
+                reply.code = e.code
+                reply.message = e.message
+            } catch {
+                reply.code = ASSAY_ERR_INTERNAL
+                reply.message = "\(error)"
+            }
+            do { try channel.send(reply) } catch { _exit(0) }
+        }
+    }
+
+    private static func images(_ r: WorkerRequest, _ body: [UInt8]) throws -> [RGBImage] {
+        guard r.widths.count == r.heights.count else { throw WorkerError.io("image sizes do not pair up") }
+        var out: [RGBImage] = []
+        var off = 0
+        for (w, h) in zip(r.widths, r.heights) {
+            let n = w * h * 3
+            guard w > 0, h > 0, off + n <= body.count else { throw WorkerError.io("the images do not fit the message") }
+            out.append(RGBImage(width: w, height: h, pixels: Array(body[off..<off + n])))
+            off += n
+        }
+        return out
+    }
+
+    private static func serve(_ r: WorkerRequest, body: [UInt8], instance: PluginInstance, into reply: inout WorkerReply) throws {
+        let context = PluginCallContext(jobID: r.jobID)
+        switch r.op {
+        case .score:
+            guard let v = VerifierPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a verifier") }
+            let (scores, details) = try v.score(prompt: r.prompt, images: try images(r, body), context: context)
+            reply.scores = scores
+            reply.texts = details
+        case .reflect:
+            guard let p = ReflectorPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a reflector") }
+            reply.texts = try p.reflect(prompt: r.prompt, images: try images(r, body), details: r.details, history: r.history,
+                                        context: context)
+        case .reflectViews:
+            guard let p = ReflectorPlugin(instance), let names = r.viewNames, !names.isEmpty else {
+                throw WorkerError.io("'\(r.plugin)' cannot reflect on views")
+            }
+            let flat = try images(r, body)
+            guard flat.count % names.count == 0 else { throw WorkerError.io("views do not divide the images") }
+            let rows = stride(from: 0, to: flat.count, by: names.count).map { Array(flat[$0..<$0 + names.count]) }
+            reply.texts = try p.reflectViews(prompt: r.prompt, names: names, images: rows, details: r.details, context: context)
+        case .checkPrompt:
+            reply.checked = try instance.checkPrompt(r.prompt, context: context)
+        case .load:
+            break
+        }
+    }
+}

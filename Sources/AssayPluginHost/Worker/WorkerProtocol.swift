@@ -1,0 +1,67 @@
+/// The requests a daemon sends a plugin worker, and the replies (JSON headers on a
+/// `WorkerChannel`; images and plugin files travel as the message body).
+///
+/// One request at a time per worker: the daemon sends, then waits for the reply (or for
+/// the worker to die, or for its watchdog). The worker never calls back.
+enum WorkerOp: String, Codable {
+    /// Body: the plugin file. Loads it with the daemon's own loader (same checks).
+    case load
+    /// Body: the images' pixels, back to back (RGB, stride = width * 3).
+    case score, reflect, reflectViews = "reflect_views"
+    case checkPrompt = "check_prompt"
+}
+
+struct WorkerRequest: Codable {
+    var op: WorkerOp
+    var plugin: String = ""
+    var jobID: UInt64 = 0
+    var prompt: String = ""
+    /// Image sizes, in body order.
+    var widths: [Int] = []
+    var heights: [Int] = []
+    var details: [String?]?
+    var history: [String?]?
+    var viewNames: [String]?
+    // load
+    var path: String = ""
+    var sha256: String = ""
+    var generation: UInt64 = 0
+    var privateDirectory: String = ""
+    var options: [String: [WorkerOption]] = [:]
+}
+
+struct WorkerOption: Codable {
+    var key: String
+    var value: PluginOption
+}
+
+/// One instance the worker made, as the daemon shows it.
+struct WorkerInstance: Codable {
+    var id: String
+    var name: String
+    var version: String
+    var summary: String
+    var kind: PluginKind
+    var hasViews: Bool
+    var hasPromptCheck: Bool
+}
+
+struct WorkerRefusal: Codable {
+    var id: String
+    var kind: PluginKind?
+    var version: String
+    var reason: String
+}
+
+struct WorkerReply: Codable {
+    /// ASSAY_OK, or the plugin's (or the loader's) error code.
+    var code: Int32 = 0
+    var message: String?
+    var scores: [Double]?
+    var texts: [String?]?
+    var checked: Bool?
+    // load
+    var abiVersion: String?
+    var instances: [WorkerInstance]?
+    var refused: [WorkerRefusal]?
+}

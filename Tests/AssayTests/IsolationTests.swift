@@ -1,0 +1,128 @@
+import AssayClient
+import AssayDBus
+import Foundation
+import XCTest
+
+/// Plugins out of process (issue 11, part 1): verifiers and reflectors run in worker
+/// processes, and every plugin file is first loaded in one. Real daemon, real workers, real
+/// crashing and hanging plugins (Tests/Fixtures/plugins).
+final class IsolationTests: XCTestCase {
+    var dirs: [String] { [TestEnvironment.pluginsDirectory, TestEnvironment.fixturesDirectory] }
+
+    func options(_ verifier: String) -> [String: DBusValue] {
+        ["model": .string("example-model"), "strategy": .string("best-of-n"), "n": .uint32(2), "steps": .uint32(4),
+         "verifiers": .strings([verifier])]
+    }
+
+    /// A verifier that segfaults or aborts fails only its own job, with PluginCrashed naming
+    /// the plugin and the signal; a job beside it finishes; its worker restarts for the next
+    /// call; after three crashes it is quarantined (ListPlugins says why, Submit refuses it)
+    /// until its file changes.
+    func testACrashingVerifierFailsOnlyItsJobAndIsQuarantinedAfterThreeCrashes() throws {
+        let plugins = TestEnvironment.temporaryDirectory("isolation-crash")
+        let file = plugins + "/crash_verifier.so"
+        try FileManager.default.copyItem(atPath: TestEnvironment.fixturesDirectory + "/crash_verifier.so", toPath: file)
+        let d = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory, plugins],
+                           arguments: ["--max-concurrent-jobs", "2"])
+        let healthy = try d.submit("a red disk", ["model": .string("example-model"), "strategy": .string("best-of-n"),
+                                                  "n": .uint32(6), "steps": .uint32(30), "verifiers": .strings(["example-colour"])])
+        let crashed = try d.submit("a red disk segfault", options("fixture-crash"))
+        XCTAssertEqual(try d.waitFinished(crashed), "failed")
+        let error = try d.string(crashed, "Error")
+        XCTAssertTrue(error.hasPrefix("io.assay.Error.PluginCrashed"), error)
+        XCTAssertTrue(error.contains("fixture-crash") && error.contains("SIGSEGV"), error)
+        XCTAssertEqual(try d.waitFinished(healthy), "done", (try? d.string(healthy, "Error")) ?? "")
+        d.assertAlive()
+
+        // The worker came back: the same plugin scores the next job.
+        let fine = try d.submit("a red disk", options("fixture-crash"))
+        XCTAssertEqual(try d.waitFinished(fine), "done", (try? d.string(fine, "Error")) ?? "")
+        XCTAssertEqual(try d.number(fine, "BestScore"), 0.25)
+
+        let aborted = try d.submit("a red disk abort", options("fixture-crash"))
+        XCTAssertEqual(try d.waitFinished(aborted), "failed")
+        let abortError = try d.string(aborted, "Error")
+        XCTAssertTrue(abortError.contains("SIGABRT"), abortError)
+        // Score through the bus: the crash is a D-Bus error of its own.
+        let third = try d.submit("a red disk segfault", options("fixture-crash"))
+        XCTAssertEqual(try d.waitFinished(third), "failed")
+        try d.waitPlugins { $0.contains { $0["id"]?.stringValue == "fixture-crash" && $0["state"]?.stringValue == "quarantined" } }
+        let row = try XCTUnwrap(try d.plugins().first { $0["id"]?.stringValue == "fixture-crash" })
+        XCTAssertTrue(row["reason"]?.stringValue?.contains("3 times") == true, "\(row)")
+        let refusal = d.expectError("io.assay.Error.PluginCrashed") { _ = try d.submit("a red disk", options("fixture-crash")) }
+        XCTAssertTrue(refusal.contains("quarantined"), refusal)
+        d.assertAlive()
+
+        // A changed file is a new start.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        bytes.append(0)
+        try bytes.write(to: URL(fileURLWithPath: file + ".tmp"))
+        XCTAssertEqual(rename(file + ".tmp", file), 0)
+        try d.waitPlugins { $0.contains { $0["id"]?.stringValue == "fixture-crash" && $0["state"]?.stringValue == "loaded" } }
+        let again = try d.submit("a red disk", options("fixture-crash"))
+        XCTAssertEqual(try d.waitFinished(again), "done", (try? d.string(again, "Error")) ?? "")
+    }
+
+    /// Cancel takes effect at once even while the plugin call never returns: the worker is
+    /// killed, the job ends cancelled, the daemon is fine; the watchdog ends a hung call of
+    /// a job nobody cancels.
+    func testCancelAndTheWatchdogEndAStuckCall() throws {
+        let d = try Daemon(pluginDirectories: dirs, arguments: ["--plugin-call-timeout-seconds", "1.5"])
+        let stuck = try d.submit("a red disk", options("fixture-hang"))
+        try d.waitState(stuck, "running")
+        usleep(300_000) // into the verifier call
+        let start = Date()
+        _ = try d.api.call(stuck, "io.assay.Job1", "Cancel", [])
+        try d.waitState(stuck, "cancelled", timeout: 5)
+        let took = Date().timeIntervalSince(start)
+        print("cancel of a stuck plugin call took \(Int(took * 1000)) ms")
+        XCTAssertLessThan(took, 0.3, "Cancel took \(took) s")
+        d.assertAlive()
+
+        let hung = try d.submit("a red disk", options("fixture-hang"))
+        XCTAssertEqual(try d.waitFinished(hung, timeout: 20), "failed")
+        let error = try d.string(hung, "Error")
+        XCTAssertTrue(error.hasPrefix("io.assay.Error.PluginCrashed") && error.contains("no answer within 1.5 s"), error)
+        let healthy = try d.submit("a red disk", options("example-colour"))
+        XCTAssertEqual(try d.waitFinished(healthy), "done")
+    }
+
+    /// A file whose mere loading crashes (a constructor that segfaults) is refused with the
+    /// signal, in the worker that tried; the daemon starts and serves.
+    func testAFileThatCrashesWhenLoadedIsRefusedAndTheDaemonStarts() throws {
+        let d = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory, TestEnvironment.fixturesDirectory + "/hostile"])
+        let rows = try d.plugins().filter { $0["path"]?.stringValue?.hasSuffix("crash_on_load.so") == true }
+        XCTAssertEqual(rows.count, 1, "\((try? d.plugins()) ?? [])")
+        XCTAssertEqual(rows.first?["state"]?.stringValue, "refused")
+        let reason = rows.first?["reason"]?.stringValue ?? ""
+        XCTAssertTrue(reason.contains("crashed the worker process") && reason.contains("SIGSEGV"), reason)
+        let job = try d.submit("a red disk", options("example-colour"))
+        XCTAssertEqual(try d.waitFinished(job), "done")
+        d.assertAlive()
+    }
+
+    /// Verifiers and reflectors really run elsewhere: the daemon's children are its
+    /// workers, one per isolated plugin file; with --in-process-plugins there are none.
+    func testVerifiersRunInWorkerProcessesUnlessTrusted() throws {
+        let d = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory])
+        let job = try d.submit("a red disk", options("example-colour"))
+        XCTAssertEqual(try d.waitFinished(job), "done")
+        let verifierFiles = try d.plugins().filter { $0["kind"]?.stringValue == "verifier" || $0["kind"]?.stringValue == "reflector" }
+        XCTAssertEqual(children(of: d.pid).count, Set(verifierFiles.compactMap { $0["path"]?.stringValue }).count)
+        let trusted = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory], arguments: ["--in-process-plugins"])
+        let other = try trusted.submit("a red disk", options("example-colour"))
+        XCTAssertEqual(try trusted.waitFinished(other), "done")
+        XCTAssertEqual(children(of: trusted.pid), [])
+    }
+
+    /// Processes whose parent is `pid` (from /proc/*/stat: field 4 is the parent).
+    func children(of pid: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { child in
+            guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[1]) == pid
+        }.sorted()
+    }
+}
