@@ -1,8 +1,7 @@
-/* Host-side helpers (include/host_shims.h): GNU-only and variadic calls Swift cannot make. */
+/* Host-side helpers (include/host_shims.h): GNU-only calls Swift cannot make. */
 #define _GNU_SOURCE 1
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 
 #include "include/host_shims.h"
 
@@ -17,5 +16,3 @@ int assay_host_is_sealed(int fd) {
    int seals = fcntl(fd, F_GET_SEALS);
    return seals >= 0 && (seals & want) == want;
 }
-
-int assay_host_die_with_parent(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0); }

@@ -34,6 +34,9 @@ struct AssayBench: ParsableCommand {
     @Option(name: .customLong("overhead-runs"), help: "best-of-n jobs (n 8, 20 steps, guidance 3) for the host overhead.")
     var overheadRuns = 5
 
+    @Option(name: .customLong("isolation-rounds"), help: "Rounds of the same jobs with plugin workers and in process, alternated.")
+    var isolationRounds = 2
+
     @Option(name: .customLong("reload-cycles"), help: "Plugin drop-ins timed for hot reload.")
     var reloadCycles = 10
 
@@ -62,6 +65,7 @@ struct AssayBench: ParsableCommand {
         results.add("assayd build", mode + (mode == "debug" ? " (time a release build: swift build -c release)" : ""))
         try bench.measureIdleAndReload(&results, cycles: reloadCycles)
         try bench.measureLoaded(&results, submits: submits, finishRuns: finishRuns, overheadRuns: overheadRuns)
+        try bench.measureIsolation(&results, rounds: isolationRounds)
         if json { try results.printJSON() } else { results.printTable() }
         if keepTemp { Console.error("assay-bench: logs and state kept in \(bench.temp)\n") }
     }

@@ -78,7 +78,7 @@ final class DurableJobsTests: XCTestCase {
         XCTAssertTrue(again.log.contains("job queued again after a restart"), again.log)
         // The rerun is what the plan makes.
         let fresh = try again.submit("a red disk", slow)
-        XCTAssertEqual(try again.waitFinished(fresh), "done")
+        XCTAssertEqual(try again.waitFinished(fresh), "done", "\((try? again.string(fresh, "Error")) ?? ""): \(again.log)")
         XCTAssertEqual(try sha(try again.string(running, "ResultPath")), try sha(try again.string(fresh, "ResultPath")))
         XCTAssertEqual(try again.number(running, "NfeUsed"), 60)
         // New ids are past every id the state directory has seen.
@@ -127,32 +127,42 @@ final class DurableJobsTests: XCTestCase {
         d = nil
         let again = try Daemon(pluginDirectories: plugins, arguments: ["--max-concurrent-jobs", "1"], stateDirectory: state)
         for job in [running] + queued {
-            XCTAssertEqual(try again.waitFinished(job), "done", job)
+            XCTAssertEqual(try again.waitFinished(job), "done", "\(job): \((try? again.string(job, "Error")) ?? "")")
         }
         XCTAssertEqual(try again.number(running, "NfeUsed"), 200, "the interrupted job did not run again from the start")
     }
 
     /// A plugin call that never returns (and never looks at cancellation) does not keep the
-    /// daemon from stopping: SIGTERM ends it after --stop-timeout-seconds, and its job is
-    /// still there at the next start.
+    /// daemon from stopping, and its job is still there at the next start. In process
+    /// (--in-process-plugins), SIGTERM ends the daemon after --stop-timeout-seconds; with the
+    /// plugin in a worker, the stop cancels the call at once (the worker is killed).
     func testSIGTERMStopsInBoundedTimeWithAStuckPluginCall() throws {
-        let state = TestEnvironment.temporaryDirectory("durable-stuck")
-        var d: Daemon? = try Daemon(pluginDirectories: plugins, arguments: ["--stop-timeout-seconds", "1"], stateDirectory: state)
-        let stuck = try d!.submit("a red disk", ["strategy": .string("best-of-n"), "n": .uint32(1), "steps": .uint32(2),
-                                                 "verifiers": .strings(["fixture-hang"])])
-        try d!.waitState(stuck, "running")
-        usleep(300_000) // into the verifier call
-        let started = Date()
-        kill(d!.pid, SIGTERM)
-        while d!.process.isRunning && Date().timeIntervalSince(started) < 10 { usleep(20_000) }
-        let took = Date().timeIntervalSince(started)
-        if d!.process.isRunning { d!.kill9() }
-        XCTAssertLessThan(took, 5, "SIGTERM did not stop the daemon while a plugin call was stuck")
-        XCTAssertTrue(d!.log.contains("did not stop in time"), d!.log)
-        d = nil
-        let again = try Daemon(pluginDirectories: plugins, stateDirectory: state)
-        XCTAssertTrue(["queued", "running"].contains(try again.string(stuck, "State")), "the interrupted job is gone")
-        again.kill9() // it hangs again; nothing more to see
+        for inProcess in [true, false] {
+            let state = TestEnvironment.temporaryDirectory("durable-stuck")
+            var d: Daemon? = try Daemon(pluginDirectories: plugins,
+                                        arguments: ["--stop-timeout-seconds", "1"] + (inProcess ? ["--in-process-plugins"] : []),
+                                        stateDirectory: state)
+            let stuck = try d!.submit("a red disk", ["strategy": .string("best-of-n"), "n": .uint32(1), "steps": .uint32(2),
+                                                     "verifiers": .strings(["fixture-hang"])])
+            try d!.waitState(stuck, "running")
+            usleep(300_000) // into the verifier call
+            let started = Date()
+            kill(d!.pid, SIGTERM)
+            while d!.process.isRunning && Date().timeIntervalSince(started) < 10 { usleep(20_000) }
+            let took = Date().timeIntervalSince(started)
+            if d!.process.isRunning { d!.kill9() }
+            if inProcess {
+                XCTAssertLessThan(took, 5, "SIGTERM did not stop the daemon while a plugin call was stuck")
+                XCTAssertTrue(d!.log.contains("did not stop in time"), d!.log)
+            } else {
+                XCTAssertLessThan(took, 1, "SIGTERM did not cancel the stuck call in its worker")
+                XCTAssertFalse(d!.log.contains("did not stop in time"), d!.log)
+            }
+            d = nil
+            let again = try Daemon(pluginDirectories: plugins, arguments: ["--plugin-call-timeout-seconds", "30"], stateDirectory: state)
+            XCTAssertTrue(["queued", "running"].contains(try again.string(stuck, "State")), "the interrupted job is gone")
+            again.kill9() // it hangs again; nothing more to see
+        }
     }
 
     /// More finished jobs than the old hidden cap of 256 all stay readable for their

@@ -1,4 +1,5 @@
 import CAssayABI
+import Dispatch
 import FoundationEssentials
 import Glibc
 
@@ -7,15 +8,22 @@ extension PluginKind: Codable {}
 /// The plugin worker process: `assayd --plugin-worker` with its end of the channel on
 /// descriptor 3. It loads one plugin file with the daemon's own loader (every check the
 /// daemon makes in process happens here, in a process whose crash costs nothing) and then
-/// serves calls one at a time until the channel closes. It dies with the daemon
-/// (PR_SET_PDEATHSIG), so an abandoned worker never outlives it.
+/// serves calls one at a time until the channel closes. It ends with the daemon, even in
+/// the middle of a stuck plugin call, so an abandoned worker never outlives it.
 public enum PluginWorkerMain {
     public static let flag = "--plugin-worker"
     static let channelFD: Int32 = 3
 
     public static func run() -> Never {
-        _ = assay_host_die_with_parent(SIGKILL)
-        if getppid() == 1 { _exit(0) }
+        // The daemon's end of the channel closes when it dies, which ends the loop below;
+        // a worker stuck in a plugin call notices a new parent instead (PR_SET_PDEATHSIG
+        // would fire when the daemon *thread* that spawned it ends, not the daemon).
+        let parent = getppid()
+        if parent == 1 { _exit(0) }
+        let watch = DispatchSource.makeTimerSource(queue: .global())
+        watch.schedule(deadline: .now() + 0.5, repeating: 0.5)
+        watch.setEventHandler { if getppid() != parent { _exit(0) } }
+        watch.resume()
         signal(SIGPIPE, SIG_IGN)
         let channel = WorkerChannel(fd: channelFD)
         var instances: [String: PluginInstance] = [:]

@@ -1,4 +1,4 @@
-/* Host-side helpers Swift cannot reach through Glibc (GNU-only or variadic functions).
+/* Host-side helpers Swift cannot reach through Glibc (GNU-only functions).
  * Not part of the plugin ABI: the daemon's own use only. */
 #pragma once
 
@@ -12,8 +12,6 @@ int assay_host_memfd(const char *name);
 int assay_host_seal(int fd);
 /* 1 when the memfd is sealed against shrinking, growing and writing, else 0. */
 int assay_host_is_sealed(int fd);
-/* prctl(PR_SET_PDEATHSIG, sig): the calling process gets `sig` when its parent dies. */
-int assay_host_die_with_parent(int sig);
 
 #ifdef __cplusplus
 }
