@@ -2,6 +2,7 @@ import CAssayABI
 import Dispatch
 import FoundationEssentials
 import Glibc
+import Logging
 
 extension PluginKind: Codable {}
 
@@ -20,6 +21,8 @@ public enum PluginWorkerMain {
         // would fire when the daemon *thread* that spawned it ends, not the daemon).
         let parent = getppid()
         if parent == 1 { _exit(0) }
+        // Plugin log lines go where the daemon's go (its stderr, the journal under systemd).
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let watch = DispatchSource.makeTimerSource(queue: .global())
         watch.schedule(deadline: .now() + 0.5, repeating: 0.5)
         watch.setEventHandler { if getppid() != parent { _exit(0) } }
