@@ -1,7 +1,7 @@
 import CAssayABI
 
 /// What a model says about itself (`assay_model_info_t`).
-public struct ModelInfo: Sendable, Equatable {
+public struct ModelInfo: Sendable, Equatable, Codable {
     public let channels: Int
     public let height: Int
     public let width: Int
@@ -25,6 +25,11 @@ public struct ModelPlugin: Sendable {
     public init?(_ instance: PluginInstance) {
         guard instance.kind == .model else { return nil }
         self.instance = instance
+        if let remote = instance.remote {
+            guard let m = remote.model else { return nil }
+            info = m.info
+            return
+        }
         var raw = assay_model_info_t()
         instance.interface.assumingMemoryBound(to: assay_model_ext_t.self).pointee.get_info(instance.plugin, &raw)
         info = ModelInfo(channels: Int(raw.latent_channels), height: Int(raw.latent_height), width: Int(raw.latent_width),
@@ -35,6 +40,7 @@ public struct ModelPlugin: Sendable {
     }
 
     public func encode(_ text: String, context: PluginCallContext) throws -> [Float] {
+        if let remote = instance.remote { return try remote.encode(text, context: context) }
         var out = [Float](repeating: 0, count: info.conditionSize)
         let r = context.withCall(instance) { call in text.withCString { ext.pointee.encode(instance.plugin, call, $0, &out) } }
         try context.check(r, plugin: instance.id, operation: "encode")
@@ -44,12 +50,16 @@ public struct ModelPlugin: Sendable {
     /// Velocity of `n` samples; buffers as in the header.
     public func velocity(n: Int, x: UnsafePointer<Float>, t: UnsafePointer<Float>, conditions: UnsafePointer<Float>,
                          out: UnsafeMutablePointer<Float>, context: PluginCallContext) throws {
+        if let remote = instance.remote {
+            return try remote.velocity(n: n, x: x, t: t, conditions: conditions, out: out, context: context)
+        }
         let r = context.withCall(instance) { ext.pointee.velocity(instance.plugin, $0, UInt32(n), x, t, conditions, out) }
         try context.check(r, plugin: instance.id, operation: "velocity")
     }
 
     public func decode(_ latents: [Float], count n: Int, context: PluginCallContext) throws -> [RGBImage] {
         precondition(latents.count == n * info.sampleSize)
+        if let remote = instance.remote { return try remote.decode(latents, count: n, context: context) }
         let imageBytes = info.imageWidth * info.imageHeight * 3
         var rgb = [UInt8](repeating: 0, count: n * imageBytes)
         let r = context.withCall(instance) { call in latents.withUnsafeBufferPointer { ext.pointee.decode(instance.plugin, call, UInt32(n), $0.baseAddress, &rgb) } }

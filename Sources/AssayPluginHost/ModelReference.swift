@@ -20,6 +20,14 @@ public struct ModelReference: Sendable {
 
     /// nil when the model does not offer the extension (or offers it half filled in).
     public init?(_ model: ModelPlugin) {
+        if let remote = model.instance.remote {
+            guard let r = remote.model?.reference else { return nil }
+            self.model = model
+            imageWidth = r.imageWidth
+            imageHeight = r.imageHeight
+            maxInstructionWords = r.maxInstructionWords
+            return
+        }
         let p: UnsafePointer<assay_plugin_t> = model.instance.plugin
         guard let raw = p.pointee.get_extension(p, ASSAY_EXT_MODEL_REFERENCE_DRAFT) else { return nil }
         let e = raw.assumingMemoryBound(to: assay_model_reference_ext_t.self)
@@ -39,6 +47,9 @@ public struct ModelReference: Sendable {
         guard image.width == imageWidth, image.height == imageHeight else {
             throw PluginCallError(pluginID: model.instance.id, code: ASSAY_ERR_INVALID_ARGUMENT,
                                   message: "takes \(imageWidth)x\(imageHeight) reference images, got \(image.width)x\(image.height)")
+        }
+        if let remote = model.instance.remote {
+            return try remote.encodeReference(text, instruction: instruction, image: image, context: context)
         }
         var out = [Float](repeating: 0, count: model.info.conditionSize)
         let r = context.withCall(model.instance) { call in

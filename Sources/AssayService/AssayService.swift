@@ -71,11 +71,13 @@ public final class AssayService: @unchecked Sendable {
         let loader: PluginLoader
         if let executable = config.workerExecutable {
             let timeout = config.pluginCallTimeoutSeconds
-            loader = IsolatingPluginLoader(
-                settings: WorkerSettings(executable: executable, privateDirectory: config.runtimeDirectory,
-                                         instanceOptions: options, loadTimeout: max(30, config.pluginLoadWaitSeconds),
-                                         callTimeout: { _ in timeout }, quarantineAfter: config.pluginQuarantineAfter),
-                inProcess: inProcess)
+            var settings = WorkerSettings(executable: executable, privateDirectory: config.runtimeDirectory,
+                                          instanceOptions: options, loadTimeout: max(30, config.pluginLoadWaitSeconds),
+                                          callTimeout: { _ in timeout }, quarantineAfter: config.pluginQuarantineAfter)
+            // As many workers per file as jobs run at once (plus one for Score calls), so
+            // isolation does not serialise jobs that used to run side by side.
+            settings.poolSize = max(1, min(8, config.limits.maxConcurrentJobs + 1))
+            loader = IsolatingPluginLoader(settings: settings, inProcess: inProcess)
         } else {
             loader = inProcess
         }

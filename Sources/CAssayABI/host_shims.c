@@ -16,3 +16,11 @@ int assay_host_is_sealed(int fd) {
    int seals = fcntl(fd, F_GET_SEALS);
    return seals >= 0 && (seals & want) == want;
 }
+
+int assay_host_seal_size(int fd) { return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL); }
+
+int assay_host_is_size_sealed(int fd) {
+   int want = F_SEAL_SHRINK | F_SEAL_GROW;
+   int seals = fcntl(fd, F_GET_SEALS);
+   return seals >= 0 && (seals & want) == want;
+}

@@ -101,14 +101,15 @@ final class IsolationTests: XCTestCase {
         d.assertAlive()
     }
 
-    /// Verifiers and reflectors really run elsewhere: the daemon's children are its
+    /// Models, verifiers and reflectors really run elsewhere: the daemon's children are its
     /// workers, one per isolated plugin file; with --in-process-plugins there are none.
-    func testVerifiersRunInWorkerProcessesUnlessTrusted() throws {
+    func testPluginsRunInWorkerProcessesUnlessTrusted() throws {
         let d = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory])
         let job = try d.submit("a red disk", options("example-colour"))
         XCTAssertEqual(try d.waitFinished(job), "done")
-        let verifierFiles = try d.plugins().filter { $0["kind"]?.stringValue == "verifier" || $0["kind"]?.stringValue == "reflector" }
-        XCTAssertEqual(children(of: d.pid).count, Set(verifierFiles.compactMap { $0["path"]?.stringValue }).count)
+        let isolated = try d.plugins().filter { ["model", "verifier", "reflector"].contains($0["kind"]?.stringValue ?? "") }
+        XCTAssertEqual(children(of: d.pid).count, Set(isolated.compactMap { $0["path"]?.stringValue }).count,
+                       "one worker per isolated file (one job at a time needs no second one)")
         let trusted = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory], arguments: ["--in-process-plugins"])
         let other = try trusted.submit("a red disk", options("example-colour"))
         XCTAssertEqual(try trusted.waitFinished(other), "done")

@@ -17,6 +17,9 @@ public struct WorkerSettings: Sendable {
     /// Crashes (or watchdog kills) of one file's worker after which its plugins are
     /// quarantined until the file changes.
     public var quarantineAfter: Int
+    /// Workers one file may have at once (started on demand): as many calls run side by
+    /// side. The daemon sets it to its concurrent job limit.
+    public var poolSize: Int = 1
 
     public init(executable: String, privateDirectory: String,
                 instanceOptions: [String: [(String, PluginOption)]] = [:],
@@ -31,18 +34,117 @@ public struct WorkerSettings: Sendable {
     }
 }
 
-/// The worker process of one plugin file generation, seen from the daemon.
+/// The worker processes of one plugin file generation, seen from the daemon.
 ///
-/// Granularity: one worker per library generation, serving one call at a time. A crash, an
-/// abort, the OOM killer or the watchdog then takes exactly one call with it (the jobs
-/// waiting for the worker get a fresh one), a hot-reloaded file gets a new worker while the
-/// old one finishes its jobs, and a process costs a few MiB per plugin file. The price:
-/// calls to one file from several jobs run one after another, not side by side.
+/// Granularity: workers per library generation, each serving one call at a time. A crash,
+/// an abort, the OOM killer or the watchdog then takes exactly one call with it (other jobs
+/// are in other workers, or wait for a fresh one), and a hot-reloaded file gets new workers
+/// while the old ones finish their jobs. The first worker starts with `load`; up to
+/// `poolSize` more start on demand, when a call finds every worker busy (jobs run side by
+/// side, as they did in process), each loading the same checked bytes.
 ///
-/// The worker is started by `load` and restarted (the same bytes loaded again) by the next
-/// call after it died. After `quarantineAfter` crashes its plugins are quarantined: calls
-/// fail at once with the reason, until the file changes (a new generation, a new worker).
+/// After `quarantineAfter` crashes (or watchdog kills) of the file's workers its plugins
+/// are quarantined: calls fail at once with the reason, until the file changes (a new
+/// generation, new workers).
 public final class PluginWorker: @unchecked Sendable {
+    let settings: WorkerSettings
+    let path: String
+    private let processes: [WorkerProcess]
+    private let crashes = Locked(0)
+    private let quarantineReason = Locked<String?>(nil)
+    /// Called once when the worker's plugins are quarantined (from a job thread).
+    let onQuarantine = Locked<(@Sendable (String) -> Void)?>(nil)
+
+    init(settings: WorkerSettings, path: String, bytes: [UInt8], sha256: String, generation: UInt64, poolSize: Int = 1) {
+        self.settings = settings
+        self.path = path
+        processes = (0..<max(1, poolSize)).map { _ in
+            WorkerProcess(settings: settings, path: path, bytes: bytes, sha256: sha256, generation: generation)
+        }
+    }
+
+    /// Why the plugins of this file are quarantined, or nil.
+    public var quarantined: String? { quarantineReason.current }
+
+    /// Worker processes running now (for tests and the bench).
+    public var running: Int { processes.filter(\.isRunning).count }
+
+    /// Starts the first worker and loads the file in it. Throws `PluginLoadError` when the
+    /// worker refused the file, or crashed or hung loading it.
+    func load() throws -> WorkerReply {
+        let p = processes[0]
+        p.lock()
+        defer { p.unlock() }
+        do {
+            return try p.startLocked()
+        } catch let e as WorkerFailure {
+            throw PluginLoadError(path: path, reason: e.loadReason(timeout: settings.loadTimeout))
+        }
+    }
+
+    /// Stops every worker (at once: SIGKILL). The library calls this when its last user is gone.
+    func stop() {
+        for p in processes {
+            p.lock()
+            p.stopLocked()
+            p.unlock()
+        }
+    }
+
+    /// One call: sends `request` (with `body`) to a free worker, waits for the reply under
+    /// the watchdog and the call's cancellation. Throws `PluginCallError`: the plugin's own
+    /// error, or `PluginCallError.crashed` when the worker died or hung (it is restarted for
+    /// the next call), or ASSAY_ERR_CANCELLED when the job was cancelled meanwhile (the
+    /// worker is stopped then, so a stuck plugin cannot hold the job: Cancel takes effect
+    /// within tens of milliseconds).
+    func call(_ request: WorkerRequest, body: [UInt8], pluginID: String, kind: PluginKind,
+              context: PluginCallContext) throws -> WorkerReply {
+        try call(request, body: body, pluginID: pluginID, kind: kind, context: context, arenaBytes: 0, fill: nil, read: nil)
+    }
+
+    /// A call whose tensors go through the worker's shared arena: `fill` writes the inputs
+    /// into it (at least `arenaBytes` long) before the request goes out, `read` takes the
+    /// outputs after the reply, both while the worker is held.
+    func call(_ request: WorkerRequest, body: [UInt8], pluginID: String, kind: PluginKind, context: PluginCallContext,
+              arenaBytes: Int, fill: ((SharedArena) throws -> Void)?, read: ((SharedArena) throws -> Void)?) throws -> WorkerReply {
+        let p = try acquire(pluginID: pluginID, context: context)
+        defer { p.unlock() }
+        if let q = quarantined {
+            throw PluginCallError(pluginID: pluginID, code: PluginCallError.crashed, message: "quarantined: \(q); replace or fix \(path) to load it again")
+        }
+        do {
+            return try p.callLocked(request, body: body, pluginID: pluginID, kind: kind, context: context,
+                                    arenaBytes: arenaBytes, fill: fill, read: read)
+        } catch let f as WorkerFailure {
+            let n = crashes.withLock { $0 += 1; return $0 }
+            let what = f.callReason(operation: request.op.rawValue)
+            let quarantine = n >= settings.quarantineAfter
+            if quarantine && quarantined == nil {
+                let reason = "its worker crashed or hung \(n) times (last: \(what))"
+                quarantineReason.withLock { $0 = reason }
+                onQuarantine.current?(reason)
+            }
+            throw PluginCallError(pluginID: pluginID, code: PluginCallError.crashed,
+                                  message: "\(what)\(quarantine ? "; the plugin is quarantined" : "; its worker restarts for the next call")")
+        }
+    }
+
+    /// A worker for one call: a free running one, else a free one not started yet (it
+    /// starts on this call), else the first that becomes free; never past cancellation.
+    private func acquire(pluginID: String, context: PluginCallContext) throws -> WorkerProcess {
+        while true {
+            for p in processes where p.isRunning && p.tryLock() { return p }
+            for p in processes where !p.isRunning && p.tryLock() { return p }
+            if context.isCancelled {
+                throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_CANCELLED, message: "cancelled while waiting for the plugin's worker")
+            }
+            usleep(500)
+        }
+    }
+}
+
+/// One worker process: its pid, channel and shared arena. Used under its own lock.
+final class WorkerProcess: @unchecked Sendable {
     let settings: WorkerSettings
     let path: String
     let bytes: [UInt8]
@@ -51,10 +153,7 @@ public final class PluginWorker: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var pid: pid_t = 0
     private var channel: WorkerChannel?
-    private var crashes = 0
-    private let quarantineReason = Locked<String?>(nil)
-    /// Called once when the worker's plugins are quarantined (from a job thread).
-    let onQuarantine = Locked<(@Sendable (String) -> Void)?>(nil)
+    private let runningFlag = Locked(false)
 
     init(settings: WorkerSettings, path: String, bytes: [UInt8], sha256: String, generation: UInt64) {
         self.settings = settings
@@ -70,52 +169,23 @@ public final class PluginWorker: @unchecked Sendable {
         pthread_mutex_destroy(&mutex)
     }
 
-    /// Why the plugins of this worker are quarantined, or nil.
-    public var quarantined: String? { quarantineReason.current }
+    var isRunning: Bool { runningFlag.current }
+    func lock() { pthread_mutex_lock(&mutex) }
+    func tryLock() -> Bool { pthread_mutex_trylock(&mutex) == 0 }
+    func unlock() { pthread_mutex_unlock(&mutex) }
 
-    /// Starts the worker and loads the file in it. Throws `PluginLoadError` when the
-    /// worker refused the file, or crashed or hung loading it.
-    func load() throws -> WorkerReply {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        do {
-            return try startLocked()
-        } catch let e as WorkerFailure {
-            throw PluginLoadError(path: path, reason: e.loadReason(timeout: settings.loadTimeout))
-        }
-    }
-
-    /// Stops the worker (at once: SIGKILL). Later calls would start a new one; the library
-    /// calls this when its last user is gone.
-    func stop() {
-        pthread_mutex_lock(&mutex)
-        stopLocked()
-        pthread_mutex_unlock(&mutex)
-    }
-
-    /// One call: sends `request` (with `body`), waits for the reply under the watchdog and
-    /// the call's cancellation. Throws `PluginCallError`: the plugin's own error, or
-    /// `PluginCallError.crashed` when the worker died or hung (it is restarted for the
-    /// next call), or ASSAY_ERR_CANCELLED when the job was cancelled meanwhile (the worker
-    /// is stopped then, so a stuck plugin cannot hold the job: Cancel takes effect within
-    /// tens of milliseconds).
-    func call(_ request: WorkerRequest, body: [UInt8], pluginID: String, kind: PluginKind,
-              context: PluginCallContext) throws -> WorkerReply {
+    /// See `PluginWorker.call`; the caller holds the lock. Throws `WorkerFailure` when the
+    /// process died or hung (counted by the caller), `PluginCallError` otherwise.
+    func callLocked(_ request: WorkerRequest, body: [UInt8], pluginID: String, kind: PluginKind, context: PluginCallContext,
+                    arenaBytes: Int, fill: ((SharedArena) throws -> Void)?, read: ((SharedArena) throws -> Void)?) throws -> WorkerReply {
         let operation = request.op.rawValue
-        // Wait for the worker without ignoring cancellation (another job may be in a long call).
-        while pthread_mutex_trylock(&mutex) != 0 {
-            if context.isCancelled {
-                throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_CANCELLED, message: "cancelled while waiting for the plugin's worker")
-            }
-            usleep(2_000)
-        }
-        defer { pthread_mutex_unlock(&mutex) }
-        if let q = quarantined {
-            throw PluginCallError(pluginID: pluginID, code: PluginCallError.crashed, message: "quarantined: \(q); replace or fix \(path) to load it again")
-        }
         do {
             if channel == nil { _ = try startLocked() }
             guard let channel else { throw WorkerFailure.died("no worker") }
+            if let fill {
+                try attachArena(bytes: arenaBytes, channel: channel)
+                try fill(arena!)
+            }
             do { try channel.send(request, body: body) } catch WorkerError.closed { throw WorkerFailure.died(reap()) }
             let timeout = settings.callTimeout(kind)
             let deadline = WorkerChannel.now() + UInt64(timeout * 1e9)
@@ -136,26 +206,42 @@ public final class PluginWorker: @unchecked Sendable {
             guard reply.code == ASSAY_OK else {
                 throw PluginCallError(pluginID: pluginID, code: reply.code, message: reply.message ?? "\(operation) failed")
             }
+            if let read { try read(arena!) }
             return reply
-        } catch let f as WorkerFailure {
-            crashes += 1
-            let what = f.callReason(operation: operation)
-            if crashes >= settings.quarantineAfter {
-                let reason = "its worker crashed or hung \(crashes) times (last: \(what))"
-                quarantineReason.withLock { $0 = reason }
-                onQuarantine.current?(reason)
-            }
-            throw PluginCallError(pluginID: pluginID, code: PluginCallError.crashed,
-                                  message: "\(what)\(crashes >= settings.quarantineAfter ? "; the plugin is quarantined" : "; its worker restarts for the next call")")
         } catch let e as WorkerError {
             stopLocked()
             throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_INTERNAL, message: "the plugin's worker: \(e)")
         }
     }
 
+    // MARK: arena
+
+    private var arena: SharedArena?
+    private var arenaWorker: pid_t = 0
+
+    /// Makes sure the worker has an arena of at least `bytes` (a new, bigger one replaces a
+    /// small one; a restarted worker gets it again).
+    private func attachArena(bytes: Int, channel: WorkerChannel) throws {
+        if arena == nil || arena!.size < bytes {
+            let size = max(bytes, 2 * (arena?.size ?? 0), 4 << 20)
+            arena = try SharedArena(size: (size + 4095) / 4096 * 4096)
+            arenaWorker = 0
+        }
+        guard arenaWorker != pid else { return }
+        do {
+            try channel.send(WorkerRequest(op: .arena), attach: arena!.fd)
+            let message = try channel.receive(deadline: WorkerChannel.now() + 10_000_000_000)
+            let reply = try JSONDecoder().decode(WorkerReply.self, from: Data(message.header))
+            guard reply.code == ASSAY_OK else { throw WorkerError.io(reply.message ?? "the worker refused the arena") }
+        } catch WorkerError.closed {
+            throw WorkerFailure.died(reap())
+        }
+        arenaWorker = pid
+    }
+
     // MARK: process
 
-    private func startLocked() throws -> WorkerReply {
+    func startLocked() throws -> WorkerReply {
         stopLocked()
         let (mine, theirs) = try WorkerChannel.pair()
         var theirsOpen = true
@@ -197,6 +283,7 @@ public final class PluginWorker: @unchecked Sendable {
         }
         pid = child
         channel = mine
+        runningFlag.withLock { $0 = true }
         var request = WorkerRequest(op: .load)
         request.path = path
         request.sha256 = sha256
@@ -225,7 +312,8 @@ public final class PluginWorker: @unchecked Sendable {
     }
 
     /// Kills and reaps the worker, if any.
-    private func stopLocked() {
+    func stopLocked() {
+        runningFlag.withLock { $0 = false }
         channel?.close()
         channel = nil
         guard pid > 0 else { return }
@@ -237,6 +325,7 @@ public final class PluginWorker: @unchecked Sendable {
 
     /// After the channel closed: how the worker ended (it is reaped).
     private func reap() -> String {
+        runningFlag.withLock { $0 = false }
         channel?.close()
         channel = nil
         guard pid > 0 else { return "the worker is gone" }
@@ -249,7 +338,7 @@ public final class PluginWorker: @unchecked Sendable {
         }
         pid = 0
         let signal = status & 0x7f
-        if signal != 0 { return "killed by \(PluginWorker.signalName(signal))" }
+        if signal != 0 { return "killed by \(WorkerProcess.signalName(signal))" }
         return "exited with status \((status >> 8) & 0xff)"
     }
 

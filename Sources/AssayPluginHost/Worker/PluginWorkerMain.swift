@@ -31,13 +31,21 @@ public enum PluginWorkerMain {
         let channel = WorkerChannel(fd: channelFD)
         var instances: [String: PluginInstance] = [:]
         var file: LoadedFile?
+        var arena: SharedArena?
         while true {
-            let message: (header: [UInt8], body: [UInt8])
-            do { message = try channel.receive() } catch { _exit(0) }
+            let message: (header: [UInt8], body: [UInt8], attached: Int32?)
+            do { message = try channel.receiveKeeping() } catch { _exit(0) }
             var reply = WorkerReply()
             do {
                 let request = try JSONDecoder().decode(WorkerRequest.self, from: Data(message.header))
-                if request.op == .load {
+                if request.op == .arena {
+                    guard let fd = message.attached else { throw WorkerError.io("no arena descriptor") }
+                    arena = nil
+                    arena = try SharedArena(received: fd)
+                } else if let fd = message.attached {
+                    close(fd)
+                    throw WorkerError.io("an unexpected descriptor")
+                } else if request.op == .load {
                     guard file == nil else { throw WorkerError.io("a worker loads one file") }
                     let options = request.options
                     let loader = try DlopenPluginLoader(privateDirectory: request.privateDirectory, instanceOptions: { id in
@@ -51,7 +59,8 @@ public enum PluginWorkerMain {
                         reply.abiVersion = loaded.instances.first?.library.abiVersion
                         reply.instances = loaded.instances.map {
                             WorkerInstance(id: $0.id, name: $0.name, version: $0.version, summary: $0.summary, kind: $0.kind,
-                                           hasViews: ReflectorPlugin($0)?.hasViews ?? false, hasPromptCheck: $0.hasPromptCheck)
+                                           hasViews: ReflectorPlugin($0)?.hasViews ?? false, hasPromptCheck: $0.hasPromptCheck,
+                                           model: describeModel($0))
                         }
                         reply.refused = loaded.refused.map { WorkerRefusal(id: $0.id, kind: $0.kind, version: $0.version, reason: $0.reason) }
                     } catch let e as PluginLoadError {
@@ -62,7 +71,7 @@ public enum PluginWorkerMain {
                     guard let instance = instances[request.plugin] else {
                         throw WorkerError.io("this worker has no plugin '\(request.plugin)'")
                     }
-                    try serve(request, body: message.body, instance: instance, into: &reply)
+                    try serve(request, body: message.body, instance: instance, arena: arena, into: &reply)
                 }
             } catch let e as PluginCallError {
                 reply.code = e.code
@@ -88,9 +97,78 @@ public enum PluginWorkerMain {
         return out
     }
 
-    private static func serve(_ r: WorkerRequest, body: [UInt8], instance: PluginInstance, into reply: inout WorkerReply) throws {
+    private static func describeModel(_ i: PluginInstance) -> WorkerModel? {
+        guard let m = ModelPlugin(i) else { return nil }
+        return WorkerModel(info: m.info, latentSpace: i.latentSpaceID, blocks: ModelBlocks(m)?.info,
+                           reference: ModelReference(m).map {
+                               WorkerReferenceInfo(imageWidth: $0.imageWidth, imageHeight: $0.imageHeight,
+                                                   maxInstructionWords: $0.maxInstructionWords)
+                           })
+    }
+
+    private static func serve(_ r: WorkerRequest, body: [UInt8], instance: PluginInstance, arena: SharedArena?,
+                              into reply: inout WorkerReply) throws {
         let context = PluginCallContext(jobID: r.jobID)
+        func model() throws -> (ModelPlugin, SharedArena) {
+            guard let m = ModelPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a model") }
+            guard let arena else { throw WorkerError.io("no shared arena") }
+            return (m, arena)
+        }
+        func blocks() throws -> (ModelBlocks, ModelInfo, SharedArena) {
+            let (m, a) = try model()
+            guard let b = ModelBlocks(m) else { throw WorkerError.io("'\(r.plugin)' has no blocks") }
+            return (b, m.info, a)
+        }
+        func offset(_ k: Int) throws -> Int {
+            guard k < r.offsets.count else { throw WorkerError.io("missing tensor offset \(k)") }
+            return r.offsets[k]
+        }
+        let n = r.n
+        guard n >= 0 && n <= 1 << 20 else { throw WorkerError.io("bad row count \(n)") }
         switch r.op {
+        case .modelEncode:
+            let (m, a) = try model()
+            let e = try m.encode(r.prompt, context: context)
+            try a.floats(at: try offset(0), count: e.count).update(from: e, count: e.count)
+        case .modelEncodeReference:
+            let (m, a) = try model()
+            guard let ref = ModelReference(m) else { throw WorkerError.io("'\(r.plugin)' takes no reference image") }
+            let image = try images(r, body)
+            guard image.count == 1 else { throw WorkerError.io("one reference image expected") }
+            let e = try ref.encode(r.prompt, instruction: r.instruction, image: image[0], context: context)
+            try a.floats(at: try offset(0), count: e.count).update(from: e, count: e.count)
+        case .modelVelocity:
+            let (m, a) = try model()
+            let ss = m.info.sampleSize, cs = m.info.conditionSize
+            try m.velocity(n: n, x: try a.floats(at: try offset(0), count: n * ss), t: try a.floats(at: try offset(1), count: n),
+                           conditions: try a.floats(at: try offset(2), count: n * cs),
+                           out: try a.floats(at: try offset(3), count: n * ss), context: context)
+        case .modelDecode:
+            let (m, a) = try model()
+            let ss = m.info.sampleSize, ib = m.info.imageWidth * m.info.imageHeight * 3
+            let x = Array(UnsafeBufferPointer(start: try a.floats(at: try offset(0), count: n * ss), count: n * ss))
+            let imgs = try m.decode(x, count: n, context: context)
+            let out = try a.bytes(at: try offset(1), count: n * ib)
+            for (k, img) in imgs.enumerated() { (out + k * ib).update(from: img.pixels, count: ib) }
+        case .blocksPrologue:
+            let (b, info, a) = try blocks()
+            let ss = info.sampleSize, cs = info.conditionSize
+            try b.prologue(n: n, x: try a.floats(at: try offset(0), count: n * ss), t: try a.floats(at: try offset(1), count: n),
+                           conditions: try a.floats(at: try offset(2), count: n * cs),
+                           hidden: try a.floats(at: try offset(3), count: n * b.info.hiddenSize),
+                           context: try a.floats(at: try offset(4), count: n * b.info.contextSize), context: context)
+        case .blocksBlock:
+            let (b, _, a) = try blocks()
+            guard r.index >= 0 && r.index < b.info.blockCount else { throw WorkerError.io("bad block index \(r.index)") }
+            try b.block(r.index, n: n, hidden: try a.floats(at: try offset(0), count: n * b.info.hiddenSize),
+                        context: try a.floats(at: try offset(1), count: n * b.info.contextSize), context: context)
+        case .blocksEpilogue:
+            let (b, info, a) = try blocks()
+            try b.epilogue(n: n, hidden: try a.floats(at: try offset(0), count: n * b.info.hiddenSize),
+                           context: try a.floats(at: try offset(1), count: n * b.info.contextSize),
+                           v: try a.floats(at: try offset(2), count: n * info.sampleSize), context: context)
+        case .arena:
+            break
         case .score:
             guard let v = VerifierPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a verifier") }
             let (scores, details) = try v.score(prompt: r.prompt, images: try images(r, body), context: context)

@@ -9,12 +9,16 @@ public final class RemotePlugin: Sendable {
     let hasViews: Bool
     let hasPromptCheck: Bool
 
-    init(worker: PluginWorker, id: String, kind: PluginKind, hasViews: Bool, hasPromptCheck: Bool) {
+    /// For a model: its info, latent space, blocks and reference conditioning.
+    let model: WorkerModel?
+
+    init(worker: PluginWorker, id: String, kind: PluginKind, hasViews: Bool, hasPromptCheck: Bool, model: WorkerModel? = nil) {
         self.worker = worker
         self.id = id
         self.kind = kind
         self.hasViews = hasViews
         self.hasPromptCheck = hasPromptCheck
+        self.model = model
     }
 
     private func request(_ op: WorkerOp, prompt: String, images: [RGBImage], context: PluginCallContext) -> (WorkerRequest, [UInt8]) {
@@ -70,5 +74,113 @@ public final class RemotePlugin: Sendable {
             throw PluginCallError(pluginID: id, code: ASSAY_ERR_INTERNAL, message: "the worker returned \(t.count) texts for \(count) items")
         }
         return t.map { $0! }
+    }
+
+    // MARK: models (tensors through the worker's shared arena)
+
+    /// Byte offsets of consecutive float tensors of these lengths (64-byte aligned), and the total.
+    private static func layout(_ floats: [Int]) -> ([Int], Int) {
+        var offsets: [Int] = []
+        var at = 0
+        for n in floats {
+            offsets.append(at)
+            at += (n * 4 + 63) / 64 * 64
+        }
+        return (offsets, at)
+    }
+
+    private func modelCall(_ op: WorkerOp, n: Int, tensors: [Int], context: PluginCallContext, prompt: String = "",
+                           index: Int = 0, body: [UInt8] = [], images: [RGBImage] = [], instruction: String = "",
+                           fill: (SharedArena, [Int]) throws -> Void, read: (SharedArena, [Int]) throws -> Void) throws {
+        var r = WorkerRequest(op: op)
+        r.plugin = id
+        r.jobID = context.jobID
+        r.n = n
+        r.index = index
+        r.prompt = prompt
+        r.instruction = instruction
+        r.widths = images.map(\.width)
+        r.heights = images.map(\.height)
+        let (offsets, total) = RemotePlugin.layout(tensors)
+        r.offsets = offsets
+        _ = try withoutActuallyEscaping(fill) { fill in
+            try withoutActuallyEscaping(read) { read in
+                try worker.call(r, body: body + images.flatMap(\.pixels), pluginID: id, kind: kind, context: context,
+                                arenaBytes: total, fill: { try fill($0, offsets) }, read: { try read($0, offsets) })
+            }
+        }
+    }
+
+    private var info: ModelInfo { model!.info }
+
+    func encode(_ text: String, context: PluginCallContext) throws -> [Float] {
+        let cs = info.conditionSize
+        var out = [Float](repeating: 0, count: cs)
+        try modelCall(.modelEncode, n: 1, tensors: [cs], context: context, prompt: text, fill: { _, _ in },
+                      read: { a, o in try out.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: try a.floats(at: o[0], count: cs), count: cs) } })
+        return out
+    }
+
+    func encodeReference(_ text: String, instruction: String, image: RGBImage, context: PluginCallContext) throws -> [Float] {
+        let cs = info.conditionSize
+        var out = [Float](repeating: 0, count: cs)
+        try modelCall(.modelEncodeReference, n: 1, tensors: [cs], context: context, prompt: text, images: [image],
+                      instruction: instruction, fill: { _, _ in },
+                      read: { a, o in try out.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: try a.floats(at: o[0], count: cs), count: cs) } })
+        return out
+    }
+
+    func velocity(n: Int, x: UnsafePointer<Float>, t: UnsafePointer<Float>, conditions: UnsafePointer<Float>,
+                  out: UnsafeMutablePointer<Float>, context: PluginCallContext) throws {
+        let ss = info.sampleSize, cs = info.conditionSize
+        try modelCall(.modelVelocity, n: n, tensors: [n * ss, n, n * cs, n * ss], context: context, fill: { a, o in
+            try a.floats(at: o[0], count: n * ss).update(from: x, count: n * ss)
+            try a.floats(at: o[1], count: n).update(from: t, count: n)
+            try a.floats(at: o[2], count: n * cs).update(from: conditions, count: n * cs)
+        }, read: { a, o in out.update(from: try a.floats(at: o[3], count: n * ss), count: n * ss) })
+    }
+
+    func decode(_ latents: [Float], count n: Int, context: PluginCallContext) throws -> [RGBImage] {
+        let ss = info.sampleSize, w = info.imageWidth, h = info.imageHeight, ib = w * h * 3
+        var images: [RGBImage] = []
+        try modelCall(.modelDecode, n: n, tensors: [n * ss, (n * ib + 3) / 4], context: context, fill: { a, o in
+            try latents.withUnsafeBufferPointer { try a.floats(at: o[0], count: n * ss).update(from: $0.baseAddress!, count: n * ss) }
+        }, read: { a, o in
+            let p = try a.bytes(at: o[1], count: n * ib)
+            images = (0..<n).map { RGBImage(width: w, height: h, pixels: Array(UnsafeBufferPointer(start: p + $0 * ib, count: ib))) }
+        })
+        return images
+    }
+
+    func prologue(n: Int, x: UnsafePointer<Float>, t: UnsafePointer<Float>, conditions: UnsafePointer<Float>,
+                  hidden: UnsafeMutablePointer<Float>, context ctx: UnsafeMutablePointer<Float>, context: PluginCallContext) throws {
+        let ss = info.sampleSize, cs = info.conditionSize, b = model!.blocks!
+        let hs = n * b.hiddenSize, xs = n * b.contextSize
+        try modelCall(.blocksPrologue, n: n, tensors: [n * ss, n, n * cs, hs, xs], context: context, fill: { a, o in
+            try a.floats(at: o[0], count: n * ss).update(from: x, count: n * ss)
+            try a.floats(at: o[1], count: n).update(from: t, count: n)
+            try a.floats(at: o[2], count: n * cs).update(from: conditions, count: n * cs)
+        }, read: { a, o in
+            hidden.update(from: try a.floats(at: o[3], count: hs), count: hs)
+            ctx.update(from: try a.floats(at: o[4], count: xs), count: xs)
+        })
+    }
+
+    func block(_ index: Int, n: Int, hidden: UnsafeMutablePointer<Float>, context ctx: UnsafePointer<Float>,
+               context: PluginCallContext) throws {
+        let b = model!.blocks!, hs = n * b.hiddenSize, xs = n * b.contextSize
+        try modelCall(.blocksBlock, n: n, tensors: [hs, xs], context: context, index: index, fill: { a, o in
+            try a.floats(at: o[0], count: hs).update(from: hidden, count: hs)
+            try a.floats(at: o[1], count: xs).update(from: ctx, count: xs)
+        }, read: { a, o in hidden.update(from: try a.floats(at: o[0], count: hs), count: hs) })
+    }
+
+    func epilogue(n: Int, hidden: UnsafePointer<Float>, context ctx: UnsafePointer<Float>, v: UnsafeMutablePointer<Float>,
+                  context: PluginCallContext) throws {
+        let b = model!.blocks!, hs = n * b.hiddenSize, xs = n * b.contextSize, ss = info.sampleSize
+        try modelCall(.blocksEpilogue, n: n, tensors: [hs, xs, n * ss], context: context, fill: { a, o in
+            try a.floats(at: o[0], count: hs).update(from: hidden, count: hs)
+            try a.floats(at: o[1], count: xs).update(from: ctx, count: xs)
+        }, read: { a, o in v.update(from: try a.floats(at: o[2], count: n * ss), count: n * ss) })
     }
 }

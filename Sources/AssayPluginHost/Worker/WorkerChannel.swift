@@ -29,7 +29,7 @@ final class WorkerChannel: @unchecked Sendable {
 
     /// Sends `header` and `body` as one message. Throws `WorkerError.closed` when the peer
     /// is gone.
-    func send<H: Encodable>(_ header: H, body: [UInt8] = []) throws {
+    func send<H: Encodable>(_ header: H, body: [UInt8] = [], attach: Int32? = nil) throws {
         let json = Array(try JSONEncoder().encode(header))
         var frame = [UInt8]()
         frame.reserveCapacity(8 + json.count + body.count)
@@ -37,7 +37,11 @@ final class WorkerChannel: @unchecked Sendable {
         append32(&frame, UInt32(body.count))
         frame += json
         frame += body
-        if frame.count <= WorkerChannel.inlineLimit {
+        if let attach {
+            // A descriptor for the receiver to keep (a shared arena); the frame is small.
+            precondition(frame.count <= WorkerChannel.inlineLimit)
+            try sendFrame([2] + frame, fd: attach)
+        } else if frame.count <= WorkerChannel.inlineLimit {
             try sendFrame([0] + frame, fd: nil)
         } else {
             let memfd = try WorkerChannel.sealedMemfd(frame)
@@ -105,6 +109,13 @@ final class WorkerChannel: @unchecked Sendable {
     /// Waits for one message until `deadline` (monotonic ns; nil = forever), checking
     /// `stop` every 10 ms. Throws `.closed` at end of stream, `.timedOut`, `.stopped`.
     func receive(deadline: UInt64? = nil, stop: () -> Bool = { false }) throws -> (header: [UInt8], body: [UInt8]) {
+        let m = try receiveKeeping(deadline: deadline, stop: stop)
+        if let fd = m.attached { Glibc.close(fd) }
+        return (m.header, m.body)
+    }
+
+    /// `receive`, and the descriptor a sender attached for keeping (the caller closes it).
+    func receiveKeeping(deadline: UInt64? = nil, stop: () -> Bool = { false }) throws -> (header: [UInt8], body: [UInt8], attached: Int32?) {
         while true {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let r = poll(&p, 1, 10)
@@ -136,7 +147,8 @@ final class WorkerChannel: @unchecked Sendable {
                 }
             }
         }
-        defer { if received >= 0 { Glibc.close(received) } }
+        let keep = n > 0 && buf[0] == 2
+        defer { if received >= 0 && !keep { Glibc.close(received) } }
         if n < 0 {
             if errno == ECONNRESET { throw WorkerError.closed }
             throw WorkerError.io("recvmsg: \(String(cString: strerror(errno)))")
@@ -160,6 +172,7 @@ final class WorkerChannel: @unchecked Sendable {
             }
             frame = all[...]
         } else {
+            if keep && received < 0 { throw WorkerError.io("a message came without the descriptor it announced") }
             frame = buf[1..<n]
         }
         guard frame.count >= 8 else { throw WorkerError.io("a short message (\(frame.count) bytes)") }
@@ -170,7 +183,7 @@ final class WorkerChannel: @unchecked Sendable {
         let hl = u32(0), bl = u32(4)
         guard 8 + hl + bl == frame.count else { throw WorkerError.io("a message's lengths do not add up") }
         let h0 = frame.startIndex + 8
-        return (Array(frame[h0..<h0 + hl]), Array(frame[(h0 + hl)...]))
+        return (Array(frame[h0..<h0 + hl]), Array(frame[(h0 + hl)...]), keep ? received : nil)
     }
 
     static func now() -> UInt64 {

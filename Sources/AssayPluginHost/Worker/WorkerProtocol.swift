@@ -9,6 +9,16 @@ enum WorkerOp: String, Codable {
     /// Body: the images' pixels, back to back (RGB, stride = width * 3).
     case score, reflect, reflectViews = "reflect_views"
     case checkPrompt = "check_prompt"
+    /// Attaches the shared arena (a size-sealed memfd) that model tensors go through.
+    case arena
+    /// Model calls: inputs and outputs in the arena at `offsets` (order per op, below).
+    case modelEncode = "model_encode"                      // out: condition
+    case modelEncodeReference = "model_encode_reference"   // body: the image; out: condition
+    case modelVelocity = "model_velocity"                  // x, t, conditions, out v
+    case modelDecode = "model_decode"                      // x, out rgb
+    case blocksPrologue = "blocks_prologue"                // x, t, conditions, out hidden, out context
+    case blocksBlock = "blocks_block"                      // hidden (in place), context
+    case blocksEpilogue = "blocks_epilogue"                // hidden, context, out v
 }
 
 struct WorkerRequest: Codable {
@@ -22,6 +32,11 @@ struct WorkerRequest: Codable {
     var details: [String?]?
     var history: [String?]?
     var viewNames: [String]?
+    // model calls
+    var n: Int = 0
+    var index: Int = 0
+    var instruction: String = ""
+    var offsets: [Int] = []
     // load
     var path: String = ""
     var sha256: String = ""
@@ -44,6 +59,21 @@ struct WorkerInstance: Codable {
     var kind: PluginKind
     var hasViews: Bool
     var hasPromptCheck: Bool
+    /// For a model: what the daemon needs to know without calling it.
+    var model: WorkerModel?
+}
+
+struct WorkerModel: Codable, Sendable {
+    var info: ModelInfo
+    var latentSpace: String?
+    var blocks: ModelBlocksInfo?
+    var reference: WorkerReferenceInfo?
+}
+
+struct WorkerReferenceInfo: Codable, Sendable {
+    var imageWidth: Int
+    var imageHeight: Int
+    var maxInstructionWords: Int
 }
 
 struct WorkerRefusal: Codable {

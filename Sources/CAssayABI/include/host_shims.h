@@ -12,6 +12,11 @@ int assay_host_memfd(const char *name);
 int assay_host_seal(int fd);
 /* 1 when the memfd is sealed against shrinking, growing and writing, else 0. */
 int assay_host_is_sealed(int fd);
+/* Seals a memfd's size (no shrink, no grow, no further seals), writes still allowed: a
+ * shared arena both sides map and neither can make shorter under the other. 0 or -1. */
+int assay_host_seal_size(int fd);
+/* 1 when the memfd's size is sealed (no shrink, no grow), else 0. */
+int assay_host_is_size_sealed(int fd);
 
 #ifdef __cplusplus
 }
