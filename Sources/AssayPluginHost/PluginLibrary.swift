@@ -54,6 +54,7 @@ public final class PluginLibrary: @unchecked Sendable {
     deinit {
         if let worker {
             worker.stop()
+            HostServices.logger.debug("unloaded \(path) generation \(generation) (its workers stopped)")
             return
         }
         let handle = UInt(bitPattern: handle)

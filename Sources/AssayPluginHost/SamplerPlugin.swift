@@ -125,6 +125,9 @@ public struct SamplerPlugin: Sendable {
     /// Integrates `x` in place from `from` to `to` through `access`.
     public func advance(_ x: inout [Float], from: Double, to: Double, access: ModelAccess,
                         options: [(String, PluginOption)], context: PluginCallContext) throws {
+        if let remote = instance.remote {
+            return try remote.advance(&x, from: from, to: to, access: access, options: options, context: context)
+        }
         var raw = assay_model_access_t(
             host_data: Unmanaged.passUnretained(access).toOpaque(),
             batch: UInt32(access.batch), channels: UInt32(access.channels), height: UInt32(access.height),

@@ -13,8 +13,11 @@ final class HotReloadTests: XCTestCase {
         try FileManager.default.copyItem(atPath: TestEnvironment.pluginsDirectory + "/example-model.so", toPath: dir + "/example-model.so")
     }
 
-    /// The daemon's mappings (procfs files report size 0, so read them with cat).
-    func mappedFiles(_ pid: Int32) -> String { Shell.run(["cat", "/proc/\(pid)/maps"]).stdout }
+    /// The mappings of the daemon and of its plugin workers, where plugin files are mapped
+    /// unless --in-process-plugins (procfs files report size 0, so read them with cat).
+    func mappedFiles(_ pid: Int32) -> String {
+        ([pid] + IsolationTests.children(of: pid)).map { Shell.run(["cat", "/proc/\($0)/maps"]).stdout }.joined()
+    }
 
     func testADroppedInVerifierIsUsableByTheNextJobWithoutRestart() throws {
         let d = try Daemon(pluginDirectories: [dir])

@@ -101,23 +101,23 @@ final class IsolationTests: XCTestCase {
         d.assertAlive()
     }
 
-    /// Models, verifiers and reflectors really run elsewhere: the daemon's children are its
-    /// workers, one per isolated plugin file; with --in-process-plugins there are none.
+    /// Plugins really run elsewhere: the daemon's children are its workers, one per plugin
+    /// file; with --in-process-plugins there are none.
     func testPluginsRunInWorkerProcessesUnlessTrusted() throws {
         let d = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory])
         let job = try d.submit("a red disk", options("example-colour"))
         XCTAssertEqual(try d.waitFinished(job), "done")
-        let isolated = try d.plugins().filter { ["model", "verifier", "reflector"].contains($0["kind"]?.stringValue ?? "") }
-        XCTAssertEqual(children(of: d.pid).count, Set(isolated.compactMap { $0["path"]?.stringValue }).count,
-                       "one worker per isolated file (one job at a time needs no second one)")
+        let loaded = try d.plugins().filter { $0["state"]?.stringValue == "loaded" }
+        XCTAssertEqual(IsolationTests.children(of: d.pid).count, Set(loaded.compactMap { $0["path"]?.stringValue }).count,
+                       "one worker per plugin file (one job at a time needs no second one)")
         let trusted = try Daemon(pluginDirectories: [TestEnvironment.pluginsDirectory], arguments: ["--in-process-plugins"])
         let other = try trusted.submit("a red disk", options("example-colour"))
         XCTAssertEqual(try trusted.waitFinished(other), "done")
-        XCTAssertEqual(children(of: trusted.pid), [])
+        XCTAssertEqual(IsolationTests.children(of: trusted.pid), [])
     }
 
     /// Processes whose parent is `pid` (from /proc/*/stat: field 4 is the parent).
-    func children(of pid: Int32) -> [Int32] {
+    static func children(of pid: Int32) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { Int32($0) }.filter { child in
             guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),

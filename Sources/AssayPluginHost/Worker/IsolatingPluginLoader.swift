@@ -15,7 +15,7 @@ public final class IsolatingPluginLoader: PluginLoader, @unchecked Sendable {
     let inProcess: PluginLoader
     let isolatedKinds: Set<PluginKind>
 
-    public init(settings: WorkerSettings, inProcess: PluginLoader, isolatedKinds: Set<PluginKind> = [.model, .verifier, .reflector]) {
+    public init(settings: WorkerSettings, inProcess: PluginLoader, isolatedKinds: Set<PluginKind> = Set(PluginKind.allCases)) {
         self.settings = settings
         self.inProcess = inProcess
         self.isolatedKinds = isolatedKinds

@@ -106,7 +106,8 @@ public final class PluginWorker: @unchecked Sendable {
     /// into it (at least `arenaBytes` long) before the request goes out, `read` takes the
     /// outputs after the reply, both while the worker is held.
     func call(_ request: WorkerRequest, body: [UInt8], pluginID: String, kind: PluginKind, context: PluginCallContext,
-              arenaBytes: Int, fill: ((SharedArena) throws -> Void)?, read: ((SharedArena) throws -> Void)?) throws -> WorkerReply {
+              arenaBytes: Int, fill: ((SharedArena) throws -> Void)?, read: ((SharedArena) throws -> Void)?,
+              callback: ((WorkerRequest, SharedArena) -> Int32)? = nil) throws -> WorkerReply {
         let p = try acquire(pluginID: pluginID, context: context)
         defer { p.unlock() }
         if let q = quarantined {
@@ -114,7 +115,7 @@ public final class PluginWorker: @unchecked Sendable {
         }
         do {
             return try p.callLocked(request, body: body, pluginID: pluginID, kind: kind, context: context,
-                                    arenaBytes: arenaBytes, fill: fill, read: read)
+                                    arenaBytes: arenaBytes, fill: fill, read: read, callback: callback)
         } catch let f as WorkerFailure {
             let n = crashes.withLock { $0 += 1; return $0 }
             let what = f.callReason(operation: request.op.rawValue)
@@ -177,7 +178,8 @@ final class WorkerProcess: @unchecked Sendable {
     /// See `PluginWorker.call`; the caller holds the lock. Throws `WorkerFailure` when the
     /// process died or hung (counted by the caller), `PluginCallError` otherwise.
     func callLocked(_ request: WorkerRequest, body: [UInt8], pluginID: String, kind: PluginKind, context: PluginCallContext,
-                    arenaBytes: Int, fill: ((SharedArena) throws -> Void)?, read: ((SharedArena) throws -> Void)?) throws -> WorkerReply {
+                    arenaBytes: Int, fill: ((SharedArena) throws -> Void)?, read: ((SharedArena) throws -> Void)?,
+                    callback: ((WorkerRequest, SharedArena) -> Int32)?) throws -> WorkerReply {
         let operation = request.op.rawValue
         do {
             if channel == nil { _ = try startLocked() }
@@ -188,19 +190,31 @@ final class WorkerProcess: @unchecked Sendable {
             }
             do { try channel.send(request, body: body) } catch WorkerError.closed { throw WorkerFailure.died(reap()) }
             let timeout = settings.callTimeout(kind)
-            let deadline = WorkerChannel.now() + UInt64(timeout * 1e9)
-            let message: (header: [UInt8], body: [UInt8])
-            do {
-                message = try channel.receive(deadline: deadline, stop: { context.isCancelled })
-            } catch WorkerError.closed {
-                throw WorkerFailure.died(reap())
-            } catch WorkerError.timedOut {
-                stopLocked()
-                throw WorkerFailure.hung(timeout)
-            } catch WorkerError.stopped {
-                stopLocked()
-                throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_CANCELLED,
-                                      message: "cancelled during \(operation); the plugin's worker was stopped")
+            var message: (header: [UInt8], body: [UInt8])
+            while true {
+                // The watchdog's clock restarts with every message: a sampler asking for
+                // evaluations is alive.
+                let deadline = WorkerChannel.now() + UInt64(timeout * 1e9)
+                do {
+                    message = try channel.receive(deadline: deadline, stop: { context.isCancelled })
+                } catch WorkerError.closed {
+                    throw WorkerFailure.died(reap())
+                } catch WorkerError.timedOut {
+                    stopLocked()
+                    throw WorkerFailure.hung(timeout)
+                } catch WorkerError.stopped {
+                    stopLocked()
+                    throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_CANCELLED,
+                                          message: "cancelled during \(operation); the plugin's worker was stopped")
+                }
+                struct Probe: Decodable { var op: WorkerOp? }
+                guard let callback, let op = (try? JSONDecoder().decode(Probe.self, from: Data(message.header)))?.op else { break }
+                // The plugin calls back (a sampler evaluating the model): answer, then wait on.
+                let cb = try JSONDecoder().decode(WorkerRequest.self, from: Data(message.header))
+                var answer = WorkerReply()
+                answer.code = [.callbackEvaluate, .callbackPrologue, .callbackBlock, .callbackBlockRows, .callbackEpilogue].contains(op)
+                    ? callback(cb, arena!) : ASSAY_ERR_INVALID_ARGUMENT
+                do { try channel.send(answer) } catch WorkerError.closed { throw WorkerFailure.died(reap()) }
             }
             let reply = try JSONDecoder().decode(WorkerReply.self, from: Data(message.header))
             guard reply.code == ASSAY_OK else {

@@ -71,7 +71,7 @@ public enum PluginWorkerMain {
                     guard let instance = instances[request.plugin] else {
                         throw WorkerError.io("this worker has no plugin '\(request.plugin)'")
                     }
-                    try serve(request, body: message.body, instance: instance, arena: arena, into: &reply)
+                    try serve(request, body: message.body, instance: instance, arena: arena, channel: channel, into: &reply)
                 }
             } catch let e as PluginCallError {
                 reply.code = e.code
@@ -107,7 +107,7 @@ public enum PluginWorkerMain {
     }
 
     private static func serve(_ r: WorkerRequest, body: [UInt8], instance: PluginInstance, arena: SharedArena?,
-                              into reply: inout WorkerReply) throws {
+                              channel: WorkerChannel, into reply: inout WorkerReply) throws {
         let context = PluginCallContext(jobID: r.jobID)
         func model() throws -> (ModelPlugin, SharedArena) {
             guard let m = ModelPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a model") }
@@ -167,7 +167,11 @@ public enum PluginWorkerMain {
             try b.epilogue(n: n, hidden: try a.floats(at: try offset(0), count: n * b.info.hiddenSize),
                            context: try a.floats(at: try offset(1), count: n * b.info.contextSize),
                            v: try a.floats(at: try offset(2), count: n * info.sampleSize), context: context)
-        case .arena:
+        case .samplerAdvance:
+            guard let sampler = SamplerPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a sampler") }
+            guard let acc = r.access, let arena else { throw WorkerError.io("a sampler call without its model access") }
+            try advance(sampler, r, acc, arena: arena, channel: channel, context: context)
+        case .arena, .callbackEvaluate, .callbackPrologue, .callbackBlock, .callbackBlockRows, .callbackEpilogue:
             break
         case .score:
             guard let v = VerifierPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a verifier") }
@@ -191,5 +195,75 @@ public enum PluginWorkerMain {
         case .load:
             break
         }
+    }
+
+    /// A sampler's advance in the worker: the model access it gets forwards every
+    /// evaluation (and block call) to the daemon through the channel and the arena, and
+    /// waits for the answer, so NFEs are counted and refused by the daemon as before.
+    private static func advance(_ sampler: SamplerPlugin, _ r: WorkerRequest, _ acc: WorkerModelAccess, arena: SharedArena,
+                                channel: WorkerChannel, context: PluginCallContext) throws {
+        let ss = acc.channels * acc.height * acc.width, n = acc.batch
+        let hs = acc.rows * (acc.blocks?.hiddenSize ?? 0), cs = acc.rows * (acc.blocks?.contextSize ?? 0)
+        guard r.offsets.count == 6 else { throw WorkerError.io("a sampler call needs 6 tensor offsets") }
+        let xMain = try arena.floats(at: r.offsets[0], count: n * ss)
+        let cbX = try arena.floats(at: r.offsets[1], count: n * ss), cbV = try arena.floats(at: r.offsets[2], count: n * ss)
+        let hidden = try arena.floats(at: r.offsets[3], count: hs), ctx = try arena.floats(at: r.offsets[4], count: cs)
+        let rowList = try arena.floats(at: r.offsets[5], count: acc.rows)
+        /// Sends a callback and waits for the daemon's answer (an ABI result code). If the
+        /// daemon is gone, so is this worker.
+        func ask(_ op: WorkerOp, t: Float = 0, index: Int = 0, count: Int = 0) -> Int32 {
+            var q = WorkerRequest(op: op)
+            q.plugin = r.plugin
+            q.t = t
+            q.index = index
+            q.n = count
+            do {
+                try channel.send(q)
+                let m = try channel.receive()
+                return try JSONDecoder().decode(WorkerReply.self, from: Data(m.header)).code
+            } catch {
+                _exit(0)
+            }
+        }
+        var blocks: BlockAccess?
+        if let b = acc.blocks {
+            blocks = BlockAccess(info: b, rows: acc.rows, prologue: { x, t, h, c in
+                cbX.update(from: x, count: n * ss)
+                let code = ask(.callbackPrologue, t: t)
+                if code == ASSAY_OK { h.update(from: hidden, count: hs); c.update(from: ctx, count: cs) }
+                return code
+            }, block: { index, h, c in
+                hidden.update(from: h, count: hs)
+                ctx.update(from: c, count: cs)
+                let code = ask(.callbackBlock, index: index)
+                if code == ASSAY_OK { h.update(from: hidden, count: hs) }
+                return code
+            }, blockRows: { index, list, h, c in
+                hidden.update(from: h, count: hs)
+                ctx.update(from: c, count: cs)
+                let raw = UnsafeMutableRawPointer(rowList).assumingMemoryBound(to: UInt32.self)
+                for (k, row) in list.enumerated() { raw[k] = row }
+                let code = ask(.callbackBlockRows, index: index, count: list.count)
+                if code == ASSAY_OK { h.update(from: hidden, count: hs) }
+                return code
+            }, epilogue: { h, c, v in
+                hidden.update(from: h, count: hs)
+                ctx.update(from: c, count: cs)
+                let code = ask(.callbackEpilogue)
+                if code == ASSAY_OK { v.update(from: cbV, count: n * ss) }
+                return code
+            })
+        }
+        let access = ModelAccess(batch: n, channels: acc.channels, height: acc.height, width: acc.width,
+                                 nfePerEvaluation: acc.nfePerEvaluation, blocks: blocks, evaluate: { x, t, v in
+            cbX.update(from: x, count: n * ss)
+            let code = ask(.callbackEvaluate, t: t)
+            if code == ASSAY_OK { v.update(from: cbV, count: n * ss) }
+            return code
+        })
+        var x = Array(UnsafeBufferPointer(start: xMain, count: n * ss))
+        try sampler.advance(&x, from: r.from, to: r.to, access: access,
+                            options: (r.samplerOptions ?? []).map { ($0.key, $0.value) }, context: context)
+        x.withUnsafeBufferPointer { xMain.update(from: $0.baseAddress!, count: n * ss) }
     }
 }

@@ -183,4 +183,63 @@ public final class RemotePlugin: Sendable {
             try a.floats(at: o[1], count: xs).update(from: ctx, count: xs)
         }, read: { a, o in v.update(from: try a.floats(at: o[2], count: n * ss), count: n * ss) })
     }
+
+    // MARK: samplers
+
+    /// A sampler's advance in its worker; the evaluations it asks for come back as
+    /// callbacks and go through `access` here, metered as in process. The worker is not
+    /// trusted: every index and row it names is checked before use.
+    func advance(_ x: inout [Float], from: Double, to: Double, access: ModelAccess, options: [(String, PluginOption)],
+                 context: PluginCallContext) throws {
+        let n = access.batch, ss = access.channels * access.height * access.width
+        let rows = access.blocks?.rows ?? 0
+        let hs = rows * (access.blocks?.info.hiddenSize ?? 0), cs = rows * (access.blocks?.info.contextSize ?? 0)
+        var r = WorkerRequest(op: .samplerAdvance)
+        r.plugin = id
+        r.jobID = context.jobID
+        r.from = from
+        r.to = to
+        r.access = WorkerModelAccess(batch: n, channels: access.channels, height: access.height, width: access.width,
+                                     nfePerEvaluation: access.nfePerEvaluation, blocks: access.blocks?.info, rows: rows)
+        r.samplerOptions = options.map { WorkerOption(key: $0.0, value: $0.1) }
+        let (offsets, total) = RemotePlugin.layout([n * ss, n * ss, n * ss, hs, cs, max(1, rows)])
+        r.offsets = offsets
+        let count = x.count
+        precondition(count == n * ss)
+        try x.withUnsafeMutableBufferPointer { xb in
+            let xp = xb.baseAddress!
+            _ = try worker.call(r, body: [], pluginID: id, kind: kind, context: context, arenaBytes: total, fill: { a in
+                try a.floats(at: offsets[0], count: count).update(from: xp, count: count)
+            }, read: { a in
+                xp.update(from: try a.floats(at: offsets[0], count: count), count: count)
+            }, callback: { q, a in
+                guard let cbX = try? a.floats(at: offsets[1], count: n * ss), let cbV = try? a.floats(at: offsets[2], count: n * ss),
+                      let hidden = try? a.floats(at: offsets[3], count: hs), let ctx = try? a.floats(at: offsets[4], count: cs),
+                      let list = try? a.floats(at: offsets[5], count: max(1, rows)) else { return ASSAY_ERR_INTERNAL }
+                switch q.op {
+                case .callbackEvaluate:
+                    return access.evaluate(cbX, q.t, cbV)
+                case .callbackPrologue:
+                    guard let b = access.blocks else { return ASSAY_ERR_INVALID_ARGUMENT }
+                    return b.prologue(cbX, q.t, hidden, ctx)
+                case .callbackBlock:
+                    guard let b = access.blocks, q.index >= 0, q.index < b.info.blockCount else { return ASSAY_ERR_INVALID_ARGUMENT }
+                    return b.block(q.index, hidden, ctx)
+                case .callbackBlockRows:
+                    guard let b = access.blocks, q.index >= 0, q.index < b.info.blockCount, q.n >= 0, q.n <= rows else {
+                        return ASSAY_ERR_INVALID_ARGUMENT
+                    }
+                    let l = UnsafeBufferPointer(start: UnsafeMutableRawPointer(list).assumingMemoryBound(to: UInt32.self), count: q.n)
+                    var seen = Set<UInt32>()
+                    for row in l where Int(row) >= rows || !seen.insert(row).inserted { return ASSAY_ERR_INVALID_ARGUMENT }
+                    return q.n == 0 ? ASSAY_OK : b.blockRows(q.index, l, hidden, ctx)
+                case .callbackEpilogue:
+                    guard let b = access.blocks else { return ASSAY_ERR_INVALID_ARGUMENT }
+                    return b.epilogue(hidden, ctx, cbV)
+                default:
+                    return ASSAY_ERR_INVALID_ARGUMENT
+                }
+            })
+        }
+    }
 }

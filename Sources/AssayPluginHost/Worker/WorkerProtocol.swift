@@ -19,6 +19,27 @@ enum WorkerOp: String, Codable {
     case blocksPrologue = "blocks_prologue"                // x, t, conditions, out hidden, out context
     case blocksBlock = "blocks_block"                      // hidden (in place), context
     case blocksEpilogue = "blocks_epilogue"                // hidden, context, out v
+    /// A sampler's `advance`: x in and out at offsets[0]. While it runs, the worker sends
+    /// the daemon the callbacks below (the sampler asking for model evaluations), each
+    /// answered by a `WorkerReply` before the worker goes on; the last message is the
+    /// advance's own reply. Arena: x, cb x, cb v, hidden, context, row list.
+    case samplerAdvance = "sampler_advance"
+    case callbackEvaluate = "cb_evaluate"       // cb x at t -> cb v
+    case callbackPrologue = "cb_prologue"       // cb x at t -> hidden, context
+    case callbackBlock = "cb_block"             // index: hidden in place, context
+    case callbackBlockRows = "cb_block_rows"    // index, n rows listed: hidden in place, context
+    case callbackEpilogue = "cb_epilogue"       // hidden, context -> cb v
+}
+
+/// What a sampler's worker needs to know of the model access the daemon lends it.
+struct WorkerModelAccess: Codable {
+    var batch: Int
+    var channels: Int
+    var height: Int
+    var width: Int
+    var nfePerEvaluation: Int
+    var blocks: ModelBlocksInfo?
+    var rows: Int
 }
 
 struct WorkerRequest: Codable {
@@ -37,6 +58,12 @@ struct WorkerRequest: Codable {
     var index: Int = 0
     var instruction: String = ""
     var offsets: [Int] = []
+    // sampler calls
+    var from: Double = 0
+    var to: Double = 0
+    var t: Float = 0
+    var access: WorkerModelAccess?
+    var samplerOptions: [WorkerOption]?
     // load
     var path: String = ""
     var sha256: String = ""
