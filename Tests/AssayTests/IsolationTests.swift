@@ -87,6 +87,24 @@ final class IsolationTests: XCTestCase {
         XCTAssertEqual(try d.waitFinished(healthy), "done")
     }
 
+    /// A sampler that crashes in the middle of its advance, after model evaluations it asked
+    /// the daemon for through its worker: only its job fails, with the signal; the NFEs it
+    /// used were counted; the next job with the same sampler works.
+    func testASamplerCrashingBetweenEvaluationsFailsOnlyItsJob() throws {
+        let d = try Daemon(pluginDirectories: dirs)
+        let crashing = try d.submit("a red disk", ["model": .string("example-model"), "sampler": .string("fixture-sampler"),
+                                                   "steps": .uint32(10),
+                                                   "sampler_options": .vardict(["crash_at_step": .double(3)])])
+        XCTAssertEqual(try d.waitFinished(crashing), "failed")
+        let error = try d.string(crashing, "Error")
+        XCTAssertTrue(error.hasPrefix("io.assay.Error.PluginCrashed") && error.contains("fixture-sampler") && error.contains("SIGSEGV"), error)
+        XCTAssertGreaterThanOrEqual(try d.number(crashing, "NfeUsed"), 3, "the evaluations before the crash were not counted")
+        let fine = try d.submit("a red disk", ["model": .string("example-model"), "sampler": .string("fixture-sampler"),
+                                               "steps": .uint32(10)])
+        XCTAssertEqual(try d.waitFinished(fine), "done", (try? d.string(fine, "Error")) ?? "")
+        d.assertAlive()
+    }
+
     /// A file whose mere loading crashes (a constructor that segfaults) is refused with the
     /// signal, in the worker that tried; the daemon starts and serves.
     func testAFileThatCrashesWhenLoadedIsRefusedAndTheDaemonStarts() throws {

@@ -4,7 +4,9 @@
  *
  * advance: steps = max(1, ceil(steps_option * (t_from - t_to))) Euler steps, the last one
  * exactly to t_to. Option "delay_ms" (number >= 0, default 0): sleep that long per
- * evaluation (in slices, polling host->is_cancelled) so a job stays busy. Every advance
+ * evaluation (in slices, polling host->is_cancelled) so a job stays busy. Option
+ * "crash_at_step" (number): dereference NULL before that step's evaluation (isolation tests:
+ * a sampler that crashes between the model evaluations it asked for). Every advance
  * logs "fixture-sampler <version> advance" through host->log with the call. */
 #define _POSIX_C_SOURCE 200809L /* nanosleep under -std=c11 */
 #include <assay/assay.h>
@@ -60,9 +62,11 @@ static assay_result_t fixture_advance(const assay_plugin_t *plugin, const assay_
       fixture_fail(self, call, "fixture-sampler: need a model, a latent and 0 <= t_to < t_from <= 1");
       return ASSAY_ERR_INVALID_ARGUMENT;
    }
-   double steps_option = 10.0, delay_ms = 0.0;
+   double steps_option = 10.0, delay_ms = 0.0, crash_at = -1.0;
    for (uint32_t i = 0; options != NULL && i < options->count; i++) {
       const assay_option_t *opt = &options->items[i];
+      if (strcmp(opt->key, "crash_at_step") == 0 && opt->type == ASSAY_OPTION_NUMBER)
+         crash_at = opt->number;
       const bool is_steps = strcmp(opt->key, "steps") == 0;
       const bool is_delay = strcmp(opt->key, "delay_ms") == 0;
       if (!is_steps && !is_delay)
@@ -91,6 +95,10 @@ static assay_result_t fixture_advance(const assay_plugin_t *plugin, const assay_
    for (uint32_t s = 0; s < steps; s++) {
       const float t = s == 0 ? t_from : (float)(t_from + ((double)t_to - t_from) * s / steps);
       const float t_next = s + 1 == steps ? t_to : (float)(t_from + ((double)t_to - t_from) * (s + 1) / steps);
+      if (crash_at >= 0.0 && (double)s >= crash_at) {
+         volatile int *volatile bad = NULL;
+         *bad = 1;
+      }
       if (!fixture_sleep(self, call, delay_ms)) {
          fixture_fail(self, call, "fixture-sampler: cancelled");
          rc = ASSAY_ERR_CANCELLED;
