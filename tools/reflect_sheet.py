@@ -22,23 +22,19 @@ import sys
 import tempfile
 import time
 
-if "--run" in sys.argv:
-    try:
-        import dbus
-    except ImportError:
-        if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and os.path.exists("/usr/bin/python3"):
-            os.execv("/usr/bin/python3", ["/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:])
-        raise SystemExit("python3-dbus is missing: apt-get install python3-dbus")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+if "--run" in sys.argv:
+    # First: re-runs this tool with Debian's python3 when python3-dbus is missing.
+    import search_bench as sb  # noqa: E402
+    dbus = sb.dbus
 
 from sf2_sheet import wrap_lines  # noqa: E402  (same folder)
 
 
 def run_job(args):
     """Runs one reflect job through the daemon; -> (manifest path, judge verdict, state dir)."""
-    import search_bench as sb
     state = tempfile.mkdtemp(prefix="assay-sheet-")
     bus, daemon, conn = sb.start_daemon(args.assayd, args.plugins, state, 1)
     try:
@@ -195,7 +191,6 @@ def main():
         render(args.manifest, args.out)
         return
     if not args.assayd:
-        import search_bench as sb
         args.assayd = sb.default_assayd()
     manifest, verdict, state = run_job(args)
     try:

@@ -70,6 +70,7 @@ public final class JobRunner: @unchecked Sendable {
         let call = PluginCallContext(jobID: job.id, isCancelled: { [meter] in meter.shouldStop })
         var context: SearchToolkit?
         var failure: String?
+        var cutShort = false
         var instances: [PluginInstance] = []
         do {
             let strategy = try catalog.strategy(named: plan.strategy)
@@ -86,6 +87,7 @@ public final class JobRunner: @unchecked Sendable {
             // not a failure: isolated plugins end that way while stuck.
             let stopped = (e.isBudget || e.isCancelled) && (meter.firstRefusal != nil || meter.shouldStop)
             if !stopped { failure = e.description }
+            cutShort = stopped && meter.firstRefusal == nil
         } catch let e as AssayError {
             failure = e.message
         } catch {
@@ -108,7 +110,9 @@ public final class JobRunner: @unchecked Sendable {
         } else if job.isCancelRequested {
             stop = .cancelled
             state = .cancelled
-        } else if let r = meter.firstRefusal {
+        } else if let r = meter.firstRefusal ?? (cutShort ? .deadline : nil) {
+            // (cut short without a recorded refusal: the deadline passed while a plugin
+            // call was stuck, and the call was ended from outside.)
             stop = r
             state = best == nil ? .failed : .done
             if best == nil {

@@ -87,6 +87,20 @@ final class IsolationTests: XCTestCase {
         XCTAssertEqual(try d.waitFinished(healthy), "done")
     }
 
+    /// A deadline that passes while a plugin call is stuck ends the call from outside, and
+    /// the job says so: StopReason deadline.
+    func testADeadlineEndsAStuckCall() throws {
+        let d = try Daemon(pluginDirectories: dirs)
+        var o = options("fixture-hang")
+        o["deadline_ms"] = .uint32(700)
+        let job = try d.submit("a red disk", o)
+        XCTAssertEqual(try d.waitFinished(job, timeout: 10), "failed")
+        XCTAssertEqual(try d.string(job, "StopReason"), "deadline")
+        let error = try d.string(job, "Error")
+        XCTAssertTrue(error.contains("deadline"), error)
+        d.assertAlive()
+    }
+
     /// A sampler that crashes in the middle of its advance, after model evaluations it asked
     /// the daemon for through its worker: only its job fails, with the signal; the NFEs it
     /// used were counted; the next job with the same sampler works.

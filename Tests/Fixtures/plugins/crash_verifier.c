@@ -1,12 +1,25 @@
 /* Test fixture "fixture-crash": a verifier that crashes on demand, for the worker-process
  * isolation tests. score() dereferences a bad pointer when the prompt contains "segfault",
  * calls abort() for "abort", and otherwise scores 0.25. Run in process, it takes the
- * daemon down; in a worker, only its call fails. */
+ * daemon down; in a worker, only its call fails.
+ *
+ * Built with CRASH_ON_LOAD (hostile/crash_on_load.c) it is "fixture-crash-on-load", whose
+ * constructor segfaults: merely dlopen-ing it kills the process that does. */
 #include <assay/assay.h>
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef CRASH_ON_LOAD
+#define FIXTURE_ID "fixture-crash-on-load"
+__attribute__((constructor)) static void crash_on_load(void) {
+   volatile int *volatile bad = NULL;
+   *bad = 1;
+}
+#else
+#define FIXTURE_ID "fixture-crash"
+#endif
 
 typedef struct {
    assay_plugin_t plugin;
@@ -50,7 +63,7 @@ static const void *scribbler_get_extension(const assay_plugin_t *plugin, const c
 
 static const assay_plugin_descriptor_t scribbler_descriptor = {
    .abi_version = ASSAY_VERSION_INIT,
-   .id = "fixture-crash",
+   .id = FIXTURE_ID,
    .name = "Fixture crashing verifier",
    .version = "1.0.0",
    .description = "Crashes on prompts with segfault or abort; else scores 0.25.",
