@@ -222,9 +222,15 @@ final class WorkerProcess: @unchecked Sendable {
             }
             if let read { try read(arena!) }
             return reply
-        } catch let e as WorkerError {
+        } catch let e as PluginCallError {
+            throw e
+        } catch let f as WorkerFailure {
+            throw f
+        } catch {
+            // Anything else (an unreadable reply, a tensor outside the arena): the worker's
+            // state is unknown, so it goes; the next call starts a fresh one.
             stopLocked()
-            throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_INTERNAL, message: "the plugin's worker: \(e)")
+            throw PluginCallError(pluginID: pluginID, code: ASSAY_ERR_INTERNAL, message: "the plugin's worker: \(error)")
         }
     }
 
