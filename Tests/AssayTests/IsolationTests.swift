@@ -87,6 +87,27 @@ final class IsolationTests: XCTestCase {
         XCTAssertEqual(try d.waitFinished(healthy), "done")
     }
 
+    /// A plugin that looks at cancellation (host->is_cancelled, fed from the daemon's flag in
+    /// the worker's control page) stops by itself: the job ends cancelled at once and the
+    /// worker lives on (no process killed or started), serving the next job.
+    func testCancelOfACooperativeCallKeepsItsWorker() throws {
+        let d = try Daemon(pluginDirectories: dirs)
+        let slow: [String: DBusValue] = ["model": .string("example-model"), "sampler": .string("fixture-sampler"),
+                                         "steps": .uint32(40), "sampler_options": .vardict(["delay_ms": .uint32(50)])]
+        let job = try d.submit("a red disk", slow)
+        while try d.number(job, "NfeUsed") < 2 { usleep(5_000) }
+        let before = IsolationTests.children(of: d.pid)
+        let start = Date()
+        _ = try d.api.call(job, "io.assay.Job1", "Cancel", [])
+        try d.waitState(job, "cancelled", timeout: 5)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 0.3)
+        XCTAssertEqual(IsolationTests.children(of: d.pid), before, "a worker was killed or started by a cooperative cancel")
+        let next = try d.submit("a red disk", ["model": .string("example-model"), "sampler": .string("fixture-sampler"),
+                                               "steps": .uint32(8)])
+        XCTAssertEqual(try d.waitFinished(next), "done")
+        XCTAssertEqual(IsolationTests.children(of: d.pid), before)
+    }
+
     /// A deadline that passes while a plugin call is stuck ends the call from outside, and
     /// the job says so: StopReason deadline.
     func testADeadlineEndsAStuckCall() throws {

@@ -155,6 +155,11 @@ final class WorkerProcess: @unchecked Sendable {
     private var pid: pid_t = 0
     private var channel: WorkerChannel?
     private let runningFlag = Locked(false)
+    /// The control page shared with the worker (kept across restarts) and its cancel flag.
+    private let control: SharedArena?
+    private let cancelFlag: UnsafeMutablePointer<UInt32>
+    /// How long a cancelled call may take to return on its own before its worker is killed.
+    static let cancelGrace: UInt64 = 50_000_000
 
     init(settings: WorkerSettings, path: String, bytes: [UInt8], sha256: String, generation: UInt64) {
         self.settings = settings
@@ -162,10 +167,14 @@ final class WorkerProcess: @unchecked Sendable {
         self.bytes = bytes
         self.sha256 = sha256
         self.generation = generation
+        control = try? SharedArena(size: 4096)
+        cancelFlag = control.map { UnsafeMutableRawPointer($0.base).assumingMemoryBound(to: UInt32.self) }
+            ?? UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
         pthread_mutex_init(&mutex, nil)
     }
 
     deinit {
+        if control == nil { cancelFlag.deallocate() }
         stopLocked()
         pthread_mutex_destroy(&mutex)
     }
@@ -190,13 +199,27 @@ final class WorkerProcess: @unchecked Sendable {
             }
             do { try channel.send(request, body: body) } catch WorkerError.closed { throw WorkerFailure.died(reap()) }
             let timeout = settings.callTimeout(kind)
+            // Cancellation: first the flag the plugin can see (a cooperative plugin returns
+            // ASSAY_ERR_CANCELLED and its worker lives on); a call still running
+            // `cancelGrace` later is ended by killing the worker.
+            cancelFlag.pointee = 0
+            var cancelSeen: UInt64?
+            let stop = { () -> Bool in
+                guard context.isCancelled else { return false }
+                let now = WorkerChannel.now()
+                if cancelSeen == nil {
+                    cancelSeen = now
+                    self.cancelFlag.pointee = 1
+                }
+                return now - cancelSeen! >= WorkerProcess.cancelGrace
+            }
             var message: (header: [UInt8], body: [UInt8])
             while true {
                 // The watchdog's clock restarts with every message: a sampler asking for
                 // evaluations is alive.
                 let deadline = WorkerChannel.now() + UInt64(timeout * 1e9)
                 do {
-                    message = try channel.receive(deadline: deadline, stop: { context.isCancelled })
+                    message = try channel.receive(deadline: deadline, stop: stop)
                 } catch WorkerError.closed {
                     throw WorkerFailure.died(reap())
                 } catch WorkerError.timedOut {
@@ -304,6 +327,14 @@ final class WorkerProcess: @unchecked Sendable {
         pid = child
         channel = mine
         runningFlag.withLock { $0 = true }
+        if let control {
+            do {
+                try mine.send(WorkerRequest(op: .control), attach: control.fd)
+                _ = try mine.receive(deadline: WorkerChannel.now() + UInt64(settings.loadTimeout * 1e9))
+            } catch WorkerError.closed {
+                throw WorkerFailure.died(reap())
+            }
+        }
         var request = WorkerRequest(op: .load)
         request.path = path
         request.sha256 = sha256

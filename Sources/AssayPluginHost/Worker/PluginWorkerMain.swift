@@ -32,6 +32,7 @@ public enum PluginWorkerMain {
         var instances: [String: PluginInstance] = [:]
         var file: LoadedFile?
         var arena: SharedArena?
+        var control: SharedArena?
         while true {
             let message: (header: [UInt8], body: [UInt8], attached: Int32?)
             do { message = try channel.receiveKeeping() } catch { _exit(0) }
@@ -42,6 +43,9 @@ public enum PluginWorkerMain {
                     guard let fd = message.attached else { throw WorkerError.io("no arena descriptor") }
                     arena = nil
                     arena = try SharedArena(received: fd)
+                } else if request.op == .control {
+                    guard let fd = message.attached else { throw WorkerError.io("no control descriptor") }
+                    control = try SharedArena(received: fd)
                 } else if let fd = message.attached {
                     close(fd)
                     throw WorkerError.io("an unexpected descriptor")
@@ -71,7 +75,8 @@ public enum PluginWorkerMain {
                     guard let instance = instances[request.plugin] else {
                         throw WorkerError.io("this worker has no plugin '\(request.plugin)'")
                     }
-                    try serve(request, body: message.body, instance: instance, arena: arena, channel: channel, into: &reply)
+                    try serve(request, body: message.body, instance: instance, arena: arena, control: control, channel: channel,
+                              into: &reply)
                 }
             } catch let e as PluginCallError {
                 reply.code = e.code
@@ -107,8 +112,12 @@ public enum PluginWorkerMain {
     }
 
     private static func serve(_ r: WorkerRequest, body: [UInt8], instance: PluginInstance, arena: SharedArena?,
-                              channel: WorkerChannel, into reply: inout WorkerReply) throws {
-        let context = PluginCallContext(jobID: r.jobID)
+                              control: SharedArena?, channel: WorkerChannel, into reply: inout WorkerReply) throws {
+        // The plugin's host->is_cancelled reads the daemon's flag in the control page.
+        let flag = control.map { UInt(bitPattern: $0.base) } ?? 0 // the page outlives the call
+        let context = PluginCallContext(jobID: r.jobID, isCancelled: {
+            UnsafePointer<UInt32>(bitPattern: flag).map { $0.pointee != 0 } ?? false
+        })
         func model() throws -> (ModelPlugin, SharedArena) {
             guard let m = ModelPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a model") }
             guard let arena else { throw WorkerError.io("no shared arena") }
@@ -171,7 +180,7 @@ public enum PluginWorkerMain {
             guard let sampler = SamplerPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a sampler") }
             guard let acc = r.access, let arena else { throw WorkerError.io("a sampler call without its model access") }
             try advance(sampler, r, acc, arena: arena, channel: channel, context: context)
-        case .arena, .callbackEvaluate, .callbackPrologue, .callbackBlock, .callbackBlockRows, .callbackEpilogue:
+        case .arena, .control, .callbackEvaluate, .callbackPrologue, .callbackBlock, .callbackBlockRows, .callbackEpilogue:
             break
         case .score:
             guard let v = VerifierPlugin(instance) else { throw WorkerError.io("'\(r.plugin)' is not a verifier") }

@@ -11,6 +11,9 @@ enum WorkerOp: String, Codable {
     case checkPrompt = "check_prompt"
     /// Attaches the shared arena (a size-sealed memfd) that model tensors go through.
     case arena
+    /// Attaches the control page (a size-sealed memfd): word 0 is the cancel flag the
+    /// daemon raises while a call runs, which the plugin sees through host->is_cancelled.
+    case control
     /// Model calls: inputs and outputs in the arena at `offsets` (order per op, below).
     case modelEncode = "model_encode"                      // out: condition
     case modelEncodeReference = "model_encode_reference"   // body: the image; out: condition
