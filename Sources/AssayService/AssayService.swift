@@ -77,6 +77,7 @@ public final class AssayService: @unchecked Sendable {
             // As many workers per file as jobs run at once (plus one for Score calls), so
             // isolation does not serialise jobs that used to run side by side.
             settings.poolSize = max(1, min(8, config.limits.maxConcurrentJobs + 1))
+            if config.pluginMemoryLimitMiB > 0 { settings.memoryLimitBytes = config.pluginMemoryLimitMiB << 20 }
             loader = IsolatingPluginLoader(settings: settings, inProcess: inProcess)
         } else {
             loader = inProcess

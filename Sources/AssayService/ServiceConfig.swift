@@ -42,6 +42,8 @@ public struct ServiceConfig: Sendable {
     public var pluginCallTimeoutSeconds: Double = 60
     /// Crashes or hangs of one file's worker after which its plugins are quarantined.
     public var pluginQuarantineAfter = 3
+    /// Each plugin worker's data limit in MiB (heap and private mappings); 0 = none.
+    public var pluginMemoryLimitMiB = 0
     public var defaults = JobDefaults()
     public var clientIdentity: ClientIdentity = .connection
     /// Watch plugin directories for changes (hot reload).

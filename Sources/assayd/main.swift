@@ -61,6 +61,9 @@ struct AssayDaemon: ParsableCommand {
     @Option(help: "Crashes or hangs of one plugin file's worker after which its plugins are quarantined (until the file changes).")
     var pluginQuarantineAfter = 3
 
+    @Option(help: "Each plugin worker's data limit in MiB (heap and private mappings, RLIMIT_DATA): a plugin that allocates past it fails its call, not the machine. 0 = none.")
+    var pluginMemoryLimitMib = 0
+
     @Option(help: "How clients are told apart for queue caps: connection or uid (default: connection on the session bus, uid on the system bus).")
     var clientIdentity: String?
 
@@ -152,6 +155,7 @@ struct AssayDaemon: ParsableCommand {
         config.pluginLoadWaitSeconds = pluginLoadWaitSeconds
         config.pluginCallTimeoutSeconds = pluginCallTimeoutSeconds
         config.pluginQuarantineAfter = pluginQuarantineAfter
+        config.pluginMemoryLimitMiB = max(0, pluginMemoryLimitMib)
         if !inProcessPlugins {
             guard let me = AssayDaemon.ownExecutable() else {
                 Logger(label: "io.assay.daemon").critical("cannot find this executable (/proc/self/exe) to start plugin workers; --in-process-plugins runs without them")

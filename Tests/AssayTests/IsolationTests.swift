@@ -108,6 +108,27 @@ final class IsolationTests: XCTestCase {
         XCTAssertEqual(IsolationTests.children(of: d.pid), before)
     }
 
+    /// A plugin that eats memory runs into its worker's limit (--plugin-memory-limit-mib):
+    /// its call fails, the daemon's memory does not move, the next job is served.
+    func testAPluginThatEatsMemoryFailsOnlyItsCall() throws {
+        let d = try Daemon(pluginDirectories: dirs, arguments: ["--plugin-memory-limit-mib", "256"])
+        let rss0 = rssKiB(d.pid)
+        let hog = try d.submit("a red disk hog", options("fixture-crash"))
+        XCTAssertEqual(try d.waitFinished(hog, timeout: 30), "failed")
+        let error = try d.string(hog, "Error")
+        XCTAssertTrue(error.hasPrefix("io.assay.Error.PluginCrashed") && error.contains("fixture-crash"), error)
+        XCTAssertLessThan(rssKiB(d.pid) - rss0, 32 * 1024, "the daemon's own memory grew")
+        let fine = try d.submit("a red disk", options("fixture-crash"))
+        XCTAssertEqual(try d.waitFinished(fine), "done", (try? d.string(fine, "Error")) ?? "")
+        d.assertAlive()
+    }
+
+    func rssKiB(_ pid: Int32) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
     /// A deadline that passes while a plugin call is stuck ends the call from outside, and
     /// the job says so: StopReason deadline.
     func testADeadlineEndsAStuckCall() throws {

@@ -20,6 +20,8 @@ public struct WorkerSettings: Sendable {
     /// Workers one file may have at once (started on demand): as many calls run side by
     /// side. The daemon sets it to its concurrent job limit.
     public var poolSize: Int = 1
+    /// Each worker's data limit in bytes (RLIMIT_DATA), or nil for none.
+    public var memoryLimitBytes: Int?
 
     public init(executable: String, privateDirectory: String,
                 instanceOptions: [String: [(String, PluginOption)]] = [:],
@@ -329,8 +331,15 @@ final class WorkerProcess: @unchecked Sendable {
         runningFlag.withLock { $0 = true }
         if let control {
             do {
-                try mine.send(WorkerRequest(op: .control), attach: control.fd)
-                _ = try mine.receive(deadline: WorkerChannel.now() + UInt64(settings.loadTimeout * 1e9))
+                var c = WorkerRequest(op: .control)
+                c.memoryLimit = settings.memoryLimitBytes
+                try mine.send(c, attach: control.fd)
+                let m = try mine.receive(deadline: WorkerChannel.now() + UInt64(settings.loadTimeout * 1e9))
+                let reply = try JSONDecoder().decode(WorkerReply.self, from: Data(m.header))
+                guard reply.code == ASSAY_OK else {
+                    stopLocked()
+                    throw WorkerFailure.spawn("the plugin worker refused its set-up: \(reply.message ?? "")")
+                }
             } catch WorkerError.closed {
                 throw WorkerFailure.died(reap())
             }

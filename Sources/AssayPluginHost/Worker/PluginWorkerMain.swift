@@ -46,6 +46,14 @@ public enum PluginWorkerMain {
                 } else if request.op == .control {
                     guard let fd = message.attached else { throw WorkerError.io("no control descriptor") }
                     control = try SharedArena(received: fd)
+                    if let limit = request.memoryLimit {
+                        // A plugin that allocates past it gets NULL (or the worker dies), not the
+                        // machine's memory: its call fails, the daemon and other workers go on.
+                        var l = rlimit(rlim_cur: rlim_t(limit), rlim_max: rlim_t(limit))
+                        guard setrlimit(__rlimit_resource_t(RLIMIT_DATA.rawValue), &l) == 0 else {
+                            throw WorkerError.io("cannot set the memory limit: \(String(cString: strerror(errno)))")
+                        }
+                    }
                 } else if let fd = message.attached {
                     close(fd)
                     throw WorkerError.io("an unexpected descriptor")

@@ -67,6 +67,9 @@ struct WorkerRequest: Codable {
     var t: Float = 0
     var access: WorkerModelAccess?
     var samplerOptions: [WorkerOption]?
+    // control
+    /// The worker's data limit in bytes (RLIMIT_DATA: heap and private mappings), or nil.
+    var memoryLimit: Int?
     // load
     var path: String = ""
     var sha256: String = ""

@@ -1,6 +1,7 @@
 /* Test fixture "fixture-crash": a verifier that crashes on demand, for the worker-process
  * isolation tests. score() dereferences a bad pointer when the prompt contains "segfault",
- * calls abort() for "abort", and otherwise scores 0.25. Run in process, it takes the
+ * calls abort() for "abort", allocates until malloc fails for "hog" (run it under
+ * --plugin-memory-limit-mib only), and otherwise scores 0.25. Run in process, it takes the
  * daemon down; in a worker, only its call fails.
  *
  * Built with CRASH_ON_LOAD (hostile/crash_on_load.c) it is "fixture-crash-on-load", whose
@@ -49,6 +50,18 @@ static assay_result_t scribbler_score(const assay_plugin_t *plugin, const assay_
    }
    if (prompt != NULL && strstr(prompt, "abort") != NULL)
       abort();
+   if (prompt != NULL && strstr(prompt, "hog") != NULL) {
+      /* Eats memory 64 MiB at a time, touching every page, until malloc fails; then
+       * crashes the way an unchecked malloc does. Only ever run under a memory limit. */
+      for (;;) {
+         char *volatile p = malloc((size_t)64 << 20);
+         if (p == NULL) {
+            volatile int *volatile bad = NULL;
+            *bad = 1;
+         }
+         memset(p, 1, (size_t)64 << 20);
+      }
+   }
    for (uint32_t i = 0; i < n; i++)
       scores[i] = 0.25;
    return ASSAY_OK;
