@@ -17,7 +17,6 @@ Debian's /usr/bin/python3 when the python3 on PATH lacks it).
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ if "--run" in sys.argv:
     import search_bench as sb  # noqa: E402
     dbus = sb.dbus
 
-from sf2_sheet import wrap_lines  # noqa: E402  (same folder)
+from sf2_sheet import sheet_main, wrap_lines  # noqa: E402  (same folder)
 
 
 def run_job(args):
@@ -179,24 +178,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--per-branch", type=int, default=3)
     ap.add_argument("--training-free", action="store_true")
-    ap.add_argument("--selector", default="shapes-checker")
-    ap.add_argument("--judge", default="shapes-judge")
-    ap.add_argument("--assayd")
-    ap.add_argument("--plugins", default=os.path.join(ROOT, "build/plugins"))
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/images/reflect-lineage.png"))
-    args = ap.parse_args()
-    if bool(args.manifest) == bool(args.run):
-        ap.error("give --manifest or --run")
-    if args.manifest:
-        render(args.manifest, args.out)
-        return
-    if not args.assayd:
-        args.assayd = sb.default_assayd()
-    manifest, verdict, state = run_job(args)
-    try:
-        render(manifest, args.out, verdict, args.judge)
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    sheet_main(ap, run_job, render)
 
 
 if __name__ == "__main__":

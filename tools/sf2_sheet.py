@@ -200,11 +200,18 @@ def main():
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--k", type=int, default=6)
     ap.add_argument("--no-reflect", action="store_true")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs/images/cofusion-sheet.png"))
+    sheet_main(ap, run_job, render)
+
+
+def sheet_main(ap, run_job, render):
+    """The tail every sheet tool shares: --manifest renders a finished job; --run runs one
+    through a private daemon (run_job(args) -> manifest, judge verdict, state dir), renders
+    it with the judge's verdict and removes the state."""
     ap.add_argument("--selector", default="shapes-checker")
     ap.add_argument("--judge", default="shapes-judge")
     ap.add_argument("--assayd")
     ap.add_argument("--plugins", default=os.path.join(ROOT, "build/plugins"))
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs/images/cofusion-sheet.png"))
     args = ap.parse_args()
     if bool(args.manifest) == bool(args.run):
         ap.error("give --manifest or --run")

@@ -115,6 +115,8 @@ struct AssayDaemon: ParsableCommand {
             return
         }
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        // Plugin workers (children of this process) log at the same level.
+        setenv(PluginWorkerMain.logLevelVariable, level.rawValue, 1)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level

@@ -13,6 +13,8 @@ extension PluginKind: Codable {}
 /// the middle of a stuck plugin call, so an abandoned worker never outlives it.
 public enum PluginWorkerMain {
     public static let flag = "--plugin-worker"
+    /// The environment variable through which the daemon gives its workers its log level.
+    public static let logLevelVariable = "ASSAY_WORKER_LOG_LEVEL"
     static let channelFD: Int32 = 3
 
     public static func run() -> Never {
@@ -22,7 +24,12 @@ public enum PluginWorkerMain {
         let parent = getppid()
         if parent == 1 { _exit(0) }
         // Plugin log lines go where the daemon's go (its stderr, the journal under systemd).
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let level = getenv(logLevelVariable).flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .info
+        LoggingSystem.bootstrap {
+            var h = StreamLogHandler.standardError(label: $0)
+            h.logLevel = level
+            return h
+        }
         let watch = DispatchSource.makeTimerSource(queue: .global())
         watch.schedule(deadline: .now() + 0.5, repeating: 0.5)
         watch.setEventHandler { if getppid() != parent { _exit(0) } }
