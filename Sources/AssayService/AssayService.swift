@@ -66,8 +66,6 @@ public final class AssayService: @unchecked Sendable {
         loop = DBusEventLoop(connection: connection)
         catalog = BuiltinStrategies.catalog
         let options = config.pluginOptions
-        let inProcess = try DlopenPluginLoader(privateDirectory: config.runtimeDirectory,
-                                               instanceOptions: { id in options[id] ?? [] })
         let loader: PluginLoader
         if let executable = config.workerExecutable {
             let timeout = config.pluginCallTimeoutSeconds
@@ -78,9 +76,10 @@ public final class AssayService: @unchecked Sendable {
             // isolation does not serialise jobs that used to run side by side.
             settings.poolSize = max(1, min(8, config.limits.maxConcurrentJobs + 1))
             if config.pluginMemoryLimitMiB > 0 { settings.memoryLimitBytes = config.pluginMemoryLimitMiB << 20 }
-            loader = IsolatingPluginLoader(settings: settings, inProcess: inProcess)
+            loader = IsolatingPluginLoader(settings: settings)
         } else {
-            loader = inProcess
+            loader = try DlopenPluginLoader(privateDirectory: config.runtimeDirectory,
+                                            instanceOptions: { id in options[id] ?? [] })
         }
         let loopRef = loop
         // The registry exists before `self` does; events reach the service through a relay.

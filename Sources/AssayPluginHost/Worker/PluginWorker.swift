@@ -68,9 +68,6 @@ public final class PluginWorker: @unchecked Sendable {
     /// Why the plugins of this file are quarantined, or nil.
     public var quarantined: String? { quarantineReason.current }
 
-    /// Worker processes running now (for tests and the bench).
-    public var running: Int { processes.filter(\.isRunning).count }
-
     /// Starts the first worker and loads the file in it. Throws `PluginLoadError` when the
     /// worker refused the file, or crashed or hung loading it.
     func load() throws -> WorkerReply {
