@@ -24,31 +24,32 @@ public final class PluginLibrary: @unchecked Sendable {
     /// Out of process: the worker that holds the library (nil in process).
     public let worker: PluginWorker?
 
-    init(path: String, privatePath: String, sha256: String, generation: UInt64,
-         handle: UnsafeMutableRawPointer, entry: UnsafePointer<assay_plugin_entry_t>, thread: PluginThread) {
-        self.thread = thread
+    private init(path: String, privatePath: String, sha256: String, generation: UInt64, abiVersion: String,
+                 handle: UnsafeMutableRawPointer?, entry: UnsafePointer<assay_plugin_entry_t>?, thread: PluginThread?,
+                 worker: PluginWorker?) {
         self.path = path
         self.privatePath = privatePath
         self.sha256 = sha256
         self.generation = generation
+        self.abiVersion = abiVersion
         self.handle = handle
         self.entry = entry
-        worker = nil
+        self.thread = thread
+        self.worker = worker
+    }
+
+    /// A library mapped into this process.
+    convenience init(path: String, privatePath: String, sha256: String, generation: UInt64,
+                     handle: UnsafeMutableRawPointer, entry: UnsafePointer<assay_plugin_entry_t>, thread: PluginThread) {
         let v = entry.pointee.abi_version
-        abiVersion = "\(v.major).\(v.minor).\(v.revision)"
+        self.init(path: path, privatePath: privatePath, sha256: sha256, generation: generation,
+                  abiVersion: "\(v.major).\(v.minor).\(v.revision)", handle: handle, entry: entry, thread: thread, worker: nil)
     }
 
     /// A library loaded in `worker`.
-    init(path: String, sha256: String, generation: UInt64, abiVersion: String, worker: PluginWorker) {
-        self.path = path
-        privatePath = ""
-        self.sha256 = sha256
-        self.generation = generation
-        self.abiVersion = abiVersion
-        handle = nil
-        entry = nil
-        thread = nil
-        self.worker = worker
+    convenience init(path: String, sha256: String, generation: UInt64, abiVersion: String, worker: PluginWorker) {
+        self.init(path: path, privatePath: "", sha256: sha256, generation: generation, abiVersion: abiVersion,
+                  handle: nil, entry: nil, thread: nil, worker: worker)
     }
 
     deinit {
@@ -86,8 +87,8 @@ public final class PluginInstance: @unchecked Sendable {
     /// Out of process: how to reach the instance in its worker (nil in process).
     public let remote: RemotePlugin?
 
-    init(library: PluginLibrary, id: String, name: String, version: String, summary: String,
-         kind: PluginKind, plugin: UnsafePointer<assay_plugin_t>, interface: UnsafeRawPointer, host: HostStruct) {
+    private init(library: PluginLibrary, id: String, name: String, version: String, summary: String, kind: PluginKind,
+                 plugin: UnsafePointer<assay_plugin_t>?, interface: UnsafeRawPointer?, host: HostStruct?, remote: RemotePlugin?) {
         self.library = library
         self.id = id
         self.name = name
@@ -97,22 +98,21 @@ public final class PluginInstance: @unchecked Sendable {
         self.plugin = plugin
         self.interface = interface
         self.host = host
-        remote = nil
+        self.remote = remote
+    }
+
+    /// An instance in this process.
+    convenience init(library: PluginLibrary, id: String, name: String, version: String, summary: String,
+                     kind: PluginKind, plugin: UnsafePointer<assay_plugin_t>, interface: UnsafeRawPointer, host: HostStruct) {
+        self.init(library: library, id: id, name: name, version: version, summary: summary, kind: kind,
+                  plugin: plugin, interface: interface, host: host, remote: nil)
     }
 
     /// An instance living in a worker process.
-    init(library: PluginLibrary, id: String, name: String, version: String, summary: String, kind: PluginKind,
-         remote: RemotePlugin) {
-        self.library = library
-        self.id = id
-        self.name = name
-        self.version = version
-        self.summary = summary
-        self.kind = kind
-        plugin = nil
-        interface = nil
-        host = nil
-        self.remote = remote
+    convenience init(library: PluginLibrary, id: String, name: String, version: String, summary: String, kind: PluginKind,
+                     remote: RemotePlugin) {
+        self.init(library: library, id: id, name: name, version: version, summary: summary, kind: kind,
+                  plugin: nil, interface: nil, host: nil, remote: remote)
     }
 
     deinit {
