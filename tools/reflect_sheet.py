@@ -171,15 +171,12 @@ def render(manifest_path, out, judge_verdict=None, judge_name=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--manifest")
-    ap.add_argument("--run", metavar="PROMPT")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--n", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--per-branch", type=int, default=3)
     ap.add_argument("--training-free", action="store_true")
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs/images/reflect-lineage.png"))
-    sheet_main(ap, run_job, render)
+    sheet_main(ap, run_job, render, "reflect-lineage.png")
 
 
 if __name__ == "__main__":

@@ -194,20 +194,20 @@ def wrap_lines(text, width):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--manifest")
-    ap.add_argument("--run", metavar="PROMPT")
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--k", type=int, default=6)
     ap.add_argument("--no-reflect", action="store_true")
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs/images/cofusion-sheet.png"))
-    sheet_main(ap, run_job, render)
+    sheet_main(ap, run_job, render, "cofusion-sheet.png")
 
 
-def sheet_main(ap, run_job, render):
+def sheet_main(ap, run_job, render, image):
     """The tail every sheet tool shares: --manifest renders a finished job; --run runs one
     through a private daemon (run_job(args) -> manifest, judge verdict, state dir), renders
-    it with the judge's verdict and removes the state."""
+    it with the judge's verdict and removes the state. --out defaults to docs/images/`image`."""
+    ap.add_argument("--manifest")
+    ap.add_argument("--run", metavar="PROMPT")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs/images", image))
     ap.add_argument("--selector", default="shapes-checker")
     ap.add_argument("--judge", default="shapes-judge")
     ap.add_argument("--assayd")
