@@ -148,7 +148,8 @@ final class WorkerChannel: @unchecked Sendable {
             }
         }
         let keep = n > 0 && buf[0] == 2
-        defer { if received >= 0 && !keep { Glibc.close(received) } }
+        var handedOver = false // the caller owns an attached descriptor only on success
+        defer { if received >= 0 && !handedOver { Glibc.close(received) } }
         if n < 0 {
             if errno == ECONNRESET { throw WorkerError.closed }
             throw WorkerError.io("recvmsg: \(String(cString: strerror(errno)))")
@@ -183,6 +184,7 @@ final class WorkerChannel: @unchecked Sendable {
         let hl = u32(0), bl = u32(4)
         guard 8 + hl + bl == frame.count else { throw WorkerError.io("a message's lengths do not add up") }
         let h0 = frame.startIndex + 8
+        handedOver = keep
         return (Array(frame[h0..<h0 + hl]), Array(frame[(h0 + hl)...]), keep ? received : nil)
     }
 
